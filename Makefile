@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - a real training run (LightCNN on Fashion-MNIST, offline)
+#   make test   - the whole test suite
+PYTHON ?= python3
+VENV := .venv
+VENV_JAX := .venv-jax
+PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: venv venv-jax data demo test test-jax lint docs clean
+
+venv: $(VENV)/.installed
+venv-jax: $(VENV_JAX)/.installed
+
+$(VENV)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) .ci/requirements.py all --tensorflow-cpu > $(VENV)/requirements.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r $(VENV)/requirements.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+# Keras on JAX with no TensorFlow installed: proves the layers never import it.
+$(VENV_JAX)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV_JAX)
+	$(PYTHON) .ci/requirements.py dev --no-tensorflow > $(VENV_JAX)/requirements.txt
+	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -r $(VENV_JAX)/requirements.txt "jax[cpu]"
+	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+# Real Fashion-MNIST IDX files from Debian; the demo falls back to
+# scikit-learn's digits when the package cannot be installed.
+data:
+	@if [ ! -d $(FASHION_MNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
+		|| echo "dataset-fashion-mnist not installed; the demo will use scikit-learn's digits"; \
+	fi
+
+demo: venv data
+	$(VENV)/bin/python examples/lightcnn/train.py --output-dir runs/demo
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+test-jax: venv-jax
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest tests/layers tests/models
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) $(VENV_JAX) site runs
