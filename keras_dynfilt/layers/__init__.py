@@ -1,5 +1,6 @@
 """Keras layers of keras-dynfilt."""
 
 from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt.layers.wsoftmax_head import WSoftmaxHead
 
-__all__ = ["MFM"]
+__all__ = ["MFM", "WSoftmaxHead"]
