@@ -40,7 +40,9 @@ def build_model(input_shape, num_classes, fc_width, head, alpha, channels):
     for i, width in enumerate((channels, channels, 2 * channels, 2 * channels)):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                 name=f"conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        # Momentum 0.9: short runs still get usable moving statistics.
+        x = keras.layers.BatchNormalization(momentum=0.9,
+                                            name=f"bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
         if i % 2:
             x = keras.layers.MaxPooling2D(name=f"pool{i // 2 + 1}")(x)
@@ -112,7 +114,7 @@ def main(argv=None):
     )
     parser.add_argument("--fc-width", type=int, default=None,
                         help="feature width; overrides --fc-multiple")
-    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     args = parser.parse_args(argv)
     if not 0 <= args.softmax_epochs < args.epochs:

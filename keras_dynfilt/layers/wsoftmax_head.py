@@ -58,6 +58,15 @@ class WSoftmaxHead(keras.layers.Layer):
     `z_j + α z_y` can exceed the float16 range for large feature norms even
     when the result does not.
 
+    Caution: the margin argument of the paper assumes the true class scores
+    `z_y > 0`. Where every logit is negative and equal, `z_j = -c`, each
+    biased negative is `-c (1 + α) / ||ŵ_j + α ŵ_y|| <= -c`, so the true
+    class wins *whatever the label*: features pointing away from all class
+    weights drive the W-Softmax loss to zero without separating the
+    classes. Training can fall into this minimum (see the docs page for
+    measurements); the paper's practice of training with plain softmax
+    first (`alpha=0`) and then refining makes it less likely.
+
     In a compiled function (`model.fit`, `jax.jit`) labels cannot be
     inspected, so labels outside `[0, num_classes)` are only reported in
     eager calls; inside a compiled step they give undefined logits, as with

@@ -270,6 +270,36 @@ def test_kernel_scale_does_not_matter():
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
 
 
+def test_all_negative_logits_are_a_label_independent_minimum():
+    # A property of the formula (documented in the class docstring): when
+    # every logit is -c, the true class wins for *any* label and the loss
+    # goes to zero as c grows, while plain softmax stays at log(K).
+    layer = WSoftmaxHead(3, alpha=1.0)
+    layer.build((None, 3))
+    layer.kernel.assign(
+        np.array([[1.0, 0.2, 0.1], [0.1, 1.0, 0.3], [0.2, 0.1, 1.0]], "float32")
+    )
+    w = normalized(keras.ops.convert_to_numpy(layer.kernel))
+    direction = np.linalg.solve(w.T, -np.ones(3))
+    losses = []
+    for c in (1.0, 10.0, 100.0):
+        x = np.tile(c * direction, (3, 1)).astype("float32")
+        labels = np.arange(3, dtype="int32")  # same x, every label
+        logits = keras.ops.convert_to_numpy(
+            layer(x, labels=labels, training=True)
+        )
+        np.testing.assert_allclose(
+            logits, wsoftmax_reference(x, w, labels, 1.0), rtol=1e-4
+        )
+        plain = keras.ops.convert_to_numpy(layer(x))
+        np.testing.assert_allclose(
+            cross_entropy(plain, labels), np.log(3), rtol=1e-4
+        )
+        losses.append(cross_entropy(logits, labels))
+    assert losses[0] > losses[1] > losses[2]
+    assert losses[2] < 1e-6
+
+
 # -- mixed precision -----------------------------------------------------------
 def large_norm_batch(layer, num_classes, dim, norm):
     """Features of norm `norm` pointing at their own class weight."""
