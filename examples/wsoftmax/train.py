@@ -28,6 +28,34 @@ from keras_dynfilt import training
 from keras_dynfilt.layers import WSoftmaxHead
 
 
+class PositiveTargetWSoftmaxHead(WSoftmaxHead):
+    """Experiment, not the paper's loss: bias negatives by `α·max(z_y, 0)`.
+
+    `z̃_j = (z_j + α max(z_y, 0)) / ||ŵ_j + α ŵ_y||`: identical to W-Softmax
+    where the true class scores `z_y > 0` (the case the paper's margin
+    argument covers), while for `z_y <= 0` the negatives are only rescaled,
+    which removes the label-independent minimum at all-negative logits.
+    """
+
+    def call(self, features, labels=None, training=None):
+        kernel = self._normalized_kernel()
+        logits = keras.ops.matmul(keras.ops.cast(features, "float32"), kernel)
+        if labels is None or not training or self.alpha == 0.0:
+            return keras.ops.cast(logits, self.compute_dtype)
+        ops = keras.ops
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        is_label = ops.one_hot(labels, self.num_classes, dtype="bool")
+        positive = ops.sum(ops.where(is_label, logits, 0.0), axis=1,
+                           keepdims=True)
+        gram_rows = self._gram_rows(kernel, labels, features.shape[0])
+        norm = 1.0 + self.alpha**2 + 2.0 * self.alpha * gram_rows
+        biased = (logits + self.alpha * ops.relu(positive)) * ops.rsqrt(
+            ops.maximum(norm, 1e-12)
+        )
+        return ops.cast(ops.where(is_label, logits, biased),
+                        self.compute_dtype)
+
+
 def build_model(input_shape, num_classes, fc_width, head, alpha, channels):
     """(train_model, features_model, head_layer).
 
@@ -57,7 +85,11 @@ def build_model(input_shape, num_classes, fc_width, head, alpha, channels):
             head_layer,
         )
     labels = keras.Input((), dtype="int32", name="labels")
-    head_layer = WSoftmaxHead(num_classes, alpha=alpha, name="head")
+    head_cls = (
+        PositiveTargetWSoftmaxHead if head == "wsoftmax_positive"
+        else WSoftmaxHead
+    )
+    head_layer = head_cls(num_classes, alpha=alpha, name="head")
     train_model = keras.Model(
         {"images": images, "labels": labels},
         head_layer(features, labels=labels),
@@ -99,8 +131,12 @@ def main(argv=None):
         batch_size=128,
         output_dir="runs/wsoftmax",
     )
-    parser.add_argument("--head", choices=("softmax", "wsoftmax"),
-                        default="wsoftmax")
+    parser.add_argument(
+        "--head", choices=("softmax", "wsoftmax", "wsoftmax_positive"),
+        default="wsoftmax",
+        help="wsoftmax_positive: an experiment, negatives biased by "
+        "alpha*max(z_y, 0) (see PositiveTargetWSoftmaxHead)",
+    )
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="W-Softmax alpha (after --softmax-epochs)")
     parser.add_argument(
@@ -124,7 +160,7 @@ def main(argv=None):
         )
 
     run = training.ExperimentRun(args)
-    if args.head == "wsoftmax":
+    if args.head != "softmax":
         map_fn = lambda image, label: (  # noqa: E731
             {"images": image, "labels": label}, label)
     else:
@@ -136,7 +172,7 @@ def main(argv=None):
     print(
         f"dataset {data.name} ({data.source}): {data.num_train} train / "
         f"{data.num_test} test; head {args.head}"
-        + (f" alpha {args.alpha}" if args.head == "wsoftmax" else "")
+        + (f" alpha {args.alpha}" if args.head != "softmax" else "")
         + f"; FC width {fc_width} (K-1 = {min_width})"
     )
 
@@ -158,17 +194,20 @@ def main(argv=None):
         compile_model(model)
 
     phases = [(args.epochs, first_alpha)]
-    if args.head == "wsoftmax" and args.softmax_epochs:
+    if args.head != "softmax" and args.softmax_epochs:
         phases = [(args.softmax_epochs, 0.0), (args.epochs, args.alpha)]
+    # With --steps-per-epoch, epochs are slices of one endless stream (a
+    # plain dataset would run dry after one pass and stop the fit).
+    train = data.train.repeat() if args.steps_per_epoch else data.train
     history = {}
     done = 0
     for until, alpha in phases:
-        if args.head == "wsoftmax" and head.alpha != alpha:
+        if args.head != "softmax" and head.alpha != alpha:
             head.alpha = alpha  # the next compiled step picks it up
             with run.strategy.scope():
                 compile_model(model)
         fitted = model.fit(
-            data.train,
+            train,
             epochs=until,
             initial_epoch=done,
             steps_per_epoch=args.steps_per_epoch,
