@@ -29,10 +29,10 @@ def load(root):
         args = result["arguments"]
         if args["head"] == "softmax":
             label = "Dense + softmax"
-        elif args["softmax_epochs"]:
-            label = f"W-Softmax α={args['alpha']:g} (softmax start)"
         else:
-            label = f"W-Softmax α={args['alpha']:g} (from scratch)"
+            name = {"wsoftmax": "W-Softmax"}.get(args["head"], args["head"])
+            start = "softmax start" if args["softmax_epochs"] else "scratch"
+            label = f"{name} α={args['alpha']:g} ({start})"
         series[label][result["fc_width"]].append(result["test"]["accuracy"])
         min_dim = result["min_feature_dim"]
     return series, min_dim

@@ -30,3 +30,8 @@ for multiple in 1 2; do
   run "wsoftmax_refine/alpha1.5/w$width/seed0" --head wsoftmax --alpha 1.5 \
     --softmax-epochs 2 --fc-multiple "$multiple"
 done
+# Experiment (not the paper's loss): negatives biased by alpha*max(z_y, 0).
+for alpha in 1.0 1.5; do
+  run "wsoftmax_positive_refine/alpha$alpha/w90/seed0" \
+    --head wsoftmax_positive --alpha "$alpha" --softmax-epochs 2
+done
