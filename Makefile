@@ -42,7 +42,7 @@ test: venv
 	$(VENV)/bin/python -m pytest
 
 test-jax: venv-jax
-	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest tests/layers tests/models
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest
 
 lint: venv
 	$(VENV)/bin/ruff check .
