@@ -48,7 +48,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 docs: venv
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(VENV_JAX) site runs
