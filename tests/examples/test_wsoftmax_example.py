@@ -30,6 +30,8 @@ def load_script():
     [
         ["--head", "softmax"],
         ["--head", "wsoftmax", "--alpha", "1.5", "--softmax-epochs", "1"],
+        ["--head", "wsoftmax", "--alpha", "1.0", "--softmax-epochs", "1",
+         "--strategy", "mirrored", "--jit-compile", "true"],
     ],
 )
 def test_example_smoke_run(tmp_path, flags):
