@@ -1,1 +1,31 @@
-"""pruning of keras-dynfilt."""
+"""Structured pruning: coupled filter groups, masking, compaction, cost."""
+
+from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.graph import (
+    ChannelGraph,
+    FilterGroup,
+    FilterGroups,
+    analyze,
+    filter_groups,
+)
+from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.registry import (
+    ChannelRule,
+    WeightAxis,
+    get_channel_rule,
+    register_channel_rule,
+)
+
+__all__ = [
+    "ChannelGraph",
+    "ChannelRule",
+    "FilterGroup",
+    "FilterGroups",
+    "WeightAxis",
+    "analyze",
+    "apply_group_mask",
+    "compact",
+    "filter_groups",
+    "get_channel_rule",
+    "register_channel_rule",
+]
