@@ -143,7 +143,7 @@ def _copy_weights(graph, old_model, new_model, prefix, removed):
             axes = record.rule.weights(old, record.in_slots, record.out_slots)
         new_variables = _variables(new)
         for name, variable in _variables(old).items():
-            value = keras.ops.convert_to_numpy(variable)
+            value = keras.ops.convert_to_numpy(variable.value)
             for axis in axes.get(name, ()):
                 value = np.compress(
                     graph.keep_of(axis.slots, removed), value, axis=axis.axis

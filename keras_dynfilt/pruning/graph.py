@@ -108,7 +108,8 @@ class FilterGroup:
         for path in self.layers:
             layer = self.graph.layers[path]
             name, axis = get_channel_rule(layer).filter_kernel(layer)
-            value = keras.ops.convert_to_numpy(_variables(layer)[name])
+            variable = _variables(layer)[name]
+            value = keras.ops.convert_to_numpy(variable.value)
             kernels[path] = np.moveaxis(value, axis, 0).reshape(
                 value.shape[axis], -1
             )

@@ -81,7 +81,8 @@ def apply_group_mask(group, keep):
         shape = [1] * len(variable.shape)
         shape[axis] = len(mask)
         mask = ops.reshape(ops.convert_to_tensor(mask), shape)
-        variable.assign(ops.where(mask, variable, ops.zeros_like(variable)))
+        value = variable.value
+        variable.assign(ops.where(mask, value, ops.zeros_like(value)))
 
 
 def zero_units(graph):
@@ -99,7 +100,9 @@ def zero_units(graph):
                 if not axis.zero:
                     continue
                 if value is None:
-                    value = np.abs(keras.ops.convert_to_numpy(variables[name]))
+                    value = np.abs(
+                        keras.ops.convert_to_numpy(variables[name].value)
+                    )
                 other = tuple(
                     a for a in range(value.ndim) if a != axis.axis % value.ndim
                 )
