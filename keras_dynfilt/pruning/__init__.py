@@ -1,6 +1,13 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
 from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.cost import (
+    LayerCost,
+    ModelCost,
+    model_cost,
+    print_cost,
+    register_layer_cost,
+)
 from keras_dynfilt.pruning.graph import (
     ChannelGraph,
     FilterGroup,
@@ -18,6 +25,8 @@ from keras_dynfilt.pruning.registry import (
 
 __all__ = [
     "ChannelGraph",
+    "LayerCost",
+    "ModelCost",
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
@@ -27,5 +36,8 @@ __all__ = [
     "compact",
     "filter_groups",
     "get_channel_rule",
+    "model_cost",
+    "print_cost",
     "register_channel_rule",
+    "register_layer_cost",
 ]
