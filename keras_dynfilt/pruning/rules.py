@@ -10,6 +10,8 @@ every task's channels), a cross-stitch unit couples channel `c` of every
 task's input and output.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -48,19 +50,9 @@ def activation_behaviour(activation):
         return "zero"
     probe = np.array([[-1.5, -0.25, 0.5, 2.0]], "float32")
     try:
-        whole = ops.convert_to_numpy(activation(ops.convert_to_tensor(probe)))
-        alone = np.concatenate(
-            [
-                ops.convert_to_numpy(
-                    activation(ops.convert_to_tensor(probe[:, i : i + 1]))
-                )
-                for i in range(probe.shape[1])
-            ],
-            axis=1,
-        )
-        at_zero = ops.convert_to_numpy(
-            activation(ops.zeros((1, 4), "float32"))
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole, alone, at_zero = _probe(activation, probe)
     except Exception:  # noqa: BLE001 - any failure means "cannot reason"
         return "coupling"
     if whole.shape != probe.shape or not np.allclose(whole, alone, atol=1e-6):
@@ -68,15 +60,33 @@ def activation_behaviour(activation):
     return "zero" if np.all(at_zero == 0) else "nonzero"
 
 
+def _probe(activation, probe):
+    whole = ops.convert_to_numpy(activation(ops.convert_to_tensor(probe)))
+    alone = np.concatenate(
+        [
+            ops.convert_to_numpy(
+                activation(ops.convert_to_tensor(probe[:, i : i + 1]))
+            )
+            for i in range(probe.shape[1])
+        ],
+        axis=1,
+    )
+    at_zero = ops.convert_to_numpy(activation(ops.zeros((1, 4), "float32")))
+    return whole, alone, at_zero
+
+
 def _check_activation(ctx, layer, inputs, output_shapes, slots):
     """Fixes `slots` (or returns a barrier) for unsafe activations."""
     behaviour = activation_behaviour(getattr(layer, "activation", None))
     if behaviour == "coupling":
-        return ctx.barrier(
-            layer, inputs, output_shapes,
-            "its activation mixes channels",
-        )
-    if behaviour == "nonzero":
+        if isinstance(layer, L.Activation):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "its activation mixes channels"
+            )
+        # The kernel still reads its inputs channel by channel; only the
+        # output channels are tied together.
+        ctx.fix(slots, "the activation mixes channels")
+    elif behaviour == "nonzero":
         ctx.fix(slots, "activation(0) != 0, a removed channel is not zero")
     return [slots]
 
