@@ -198,3 +198,14 @@ def test_export_saved_model_and_tflite(tmp_path):
     interpreter.invoke()
     found = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_compacted_configs_keep_everything_but_the_widths():
+    model = residual_model()
+    small = compact(model, {"c": np.arange(6) > 1})
+    for layer in model.layers:
+        old = layer.get_config()
+        new = small.get_layer(layer.name).get_config()
+        if layer.name == "c":
+            assert (old.pop("filters"), new.pop("filters")) == (6, 4)
+        assert new == old
