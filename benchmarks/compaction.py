@@ -141,16 +141,23 @@ def channel_microbenchmark(repeats=30):
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    found = []
+    cases = {}
     for channels in (16, 10, 8):
         x = tf.constant(rng.random((64, 32, 32, channels)), tf.float32)
         k = tf.constant(rng.random((3, 3, channels, channels)), tf.float32)
         fn = tf.function(lambda a, k=k: tf.nn.conv2d(a, k, 1, "SAME"))
         for _ in range(3):
             timed(fn, x)
-        ms = 1e3 * float(np.median([timed(fn, x) for _ in range(repeats)]))
-        found.append({"channels": channels, "ms": ms,
-                      "macs_vs_16": channels**2 / 256})
+        cases[channels] = (fn, x, [])
+    for i in range(repeats):  # interleaved, rotating order
+        order = list(cases.values())
+        for fn, x, times in order[i % 3 :] + order[: i % 3]:
+            times.append(timed(fn, x))
+    found = [
+        {"channels": c, "ms": 1e3 * float(np.median(times)),
+         "macs_vs_16": c**2 / 256}
+        for c, (_, _, times) in cases.items()
+    ]
     for f in found:
         f["time_vs_16"] = f["ms"] / found[0]["ms"]
         print(f"conv3x3 {f['channels']:>2} -> {f['channels']:>2} channels: "
