@@ -202,7 +202,17 @@ def main():
     parser.add_argument("--repeats-batch1", type=int, default=60)
     parser.add_argument("--repeats-batch64", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0,
+        help="TensorFlow intra-op threads (0: TensorFlow's default)",
+    )
     args = parser.parse_args()
+    if args.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(
+            args.intra_op_threads
+        )
     results = [
         run_case(c, (args.repeats_batch1, args.repeats_batch64), args.seed)
         for c in CASES
@@ -214,7 +224,10 @@ def main():
 
         report = {
             "command": "nice -n 10 python benchmarks/compaction.py "
-            f"--output {args.output}",
+            f"--output {args.output}"
+            + (f" --intra-op-threads {args.intra_op_threads}"
+               if args.intra_op_threads else ""),
+            "intra_op_threads": args.intra_op_threads or "default",
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "tensorflow": tf.__version__,
