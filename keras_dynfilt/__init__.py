@@ -3,7 +3,15 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
-from keras_dynfilt import layers, models  # noqa: E402
-from keras_dynfilt.layers import MFM, WSoftmaxHead  # noqa: E402
+from keras_dynfilt import layers, models, pruning  # noqa: E402
+from keras_dynfilt.layers import MFM, ChannelPadding, WSoftmaxHead  # noqa: E402
 
-__all__ = ["MFM", "WSoftmaxHead", "__version__", "layers", "models"]
+__all__ = [
+    "ChannelPadding",
+    "MFM",
+    "WSoftmaxHead",
+    "__version__",
+    "layers",
+    "models",
+    "pruning",
+]
