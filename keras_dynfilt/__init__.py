@@ -3,7 +3,15 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
-from keras_dynfilt import layers, models  # noqa: E402
-from keras_dynfilt.layers import MFM  # noqa: E402
+from keras_dynfilt import layers, models, optimizers  # noqa: E402
+from keras_dynfilt.layers import MFM, NDDR, CrossStitch  # noqa: E402
 
-__all__ = ["MFM", "__version__", "layers", "models"]
+__all__ = [
+    "MFM",
+    "CrossStitch",
+    "NDDR",
+    "__version__",
+    "layers",
+    "models",
+    "optimizers",
+]
