@@ -224,7 +224,13 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
         new_trainable, new_inner = self.inner_optimizer.stateless_apply(
             optimizer_variables[own:], grads, trainable_variables
         )
-        return new_trainable, list(optimizer_variables[:own]) + list(new_inner)
+        # Own variables (iterations, the unused learning rate) are unchanged;
+        # a caller such as LossScaleOptimizer may pass them as Variables.
+        unchanged = [
+            ops.convert_to_tensor(v) if isinstance(v, keras.Variable) else v
+            for v in optimizer_variables[:own]
+        ]
+        return new_trainable, unchanged + list(new_inner)
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)
