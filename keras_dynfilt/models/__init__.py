@@ -1,5 +1,6 @@
 """Reference networks from the papers, as functional-model builders."""
 
 from keras_dynfilt.models.light_cnn import light_cnn
+from keras_dynfilt.models.nddr_network import conv_stage, nddr_network
 
-__all__ = ["light_cnn"]
+__all__ = ["conv_stage", "light_cnn", "nddr_network"]
