@@ -103,13 +103,17 @@ class CrossStitch(keras.layers.Layer):
         set_lr_multiplier(self.kernel, self.lr_multiplier)
 
     def call(self, inputs):
-        x = ops.stack(list(inputs), axis=-1)  # (batch, ..., C, K)
+        # K is small: K^2 scaled additions beat stacking into one tensor.
         kernel = ops.cast(self.kernel, self.compute_dtype)
-        if self.per_channel:
-            y = ops.sum(ops.expand_dims(x, -1) * kernel, axis=-2)
-        else:
-            y = ops.matmul(x, kernel)
-        return ops.unstack(y, num=len(inputs), axis=-1)
+        if not self.per_channel:
+            kernel = ops.expand_dims(kernel, 0)  # (1, K, K): broadcasts
+        outputs = []
+        for k in range(len(inputs)):
+            y = inputs[0] * kernel[:, 0, k]
+            for j in range(1, len(inputs)):
+                y = y + inputs[j] * kernel[:, j, k]
+            outputs.append(y)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         shapes = check_task_shapes("CrossStitch", input_shape, True)
