@@ -81,7 +81,9 @@ def make_map_fn(bins, seed):
 def build_model(args, input_shape, num_classes):
     widths = [int(w) for w in args.widths.split(",")]
     stages = [
-        keras_dynfilt.models.conv_stage(w, name=f"stage{s + 1}")
+        keras_dynfilt.models.conv_stage(
+            w, batch_norm_momentum=args.batch_norm_momentum,
+            name=f"stage{s + 1}")
         for s, w in enumerate(widths)
     ]
     heads = [
@@ -113,13 +115,17 @@ def main(argv=None):
     parser.add_argument("--rotation-bins", type=int, default=8)
     parser.add_argument("--widths", default="16,32,64",
                         help="stage widths (one conv-BN-ReLU-pool each)")
+    parser.add_argument(
+        "--batch-norm-momentum", type=float, default=0.9,
+        help="of the stages' BN (short runs: 0.99 leaves the moving "
+        "variance far from the batch variance)")
     parser.add_argument("--init", default="diagonal",
                         choices=("diagonal", "xavier"))
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--fusion-lr-multiplier", type=float, default=100.0)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    parser.add_argument("--learning-rate", type=float, default=0.01)
+    parser.add_argument("--learning-rate", type=float, default=0.02)
     parser.add_argument("--momentum", type=float, default=0.9)
     args = parser.parse_args(argv)
 

@@ -8,7 +8,7 @@ FUSIONS = ("nddr", "cross_stitch", "none", "shared")
 
 
 def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
-               batch_norm=True, name="stage"):
+               batch_norm=True, batch_norm_momentum=0.99, name="stage"):
     """A stage factory for `nddr_network`: `num_convs` x (conv-BN-ReLU) + pool.
 
     Calling the returned factory with a task index (or `None` for a shared
@@ -22,6 +22,9 @@ def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
         kernel_size: Convolution kernel size.
         pool: Boolean, end with a 2x2 max-pooling.
         batch_norm: Boolean, batch-normalise after each convolution.
+        batch_norm_momentum: Momentum of the moving statistics. Short runs
+            need a lower value (e.g. 0.9): with 0.99 the moving variance
+            needs ~1000 steps to forget its initial 1.
         name: String, the prefix of the Sequential's name
             (`"{name}_task{k}"` or `"{name}_shared"`).
 
@@ -51,7 +54,8 @@ def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
                 filters, kernel_size, padding="same", use_bias=not batch_norm
             ))
             if batch_norm:
-                layers.append(keras.layers.BatchNormalization())
+                layers.append(keras.layers.BatchNormalization(
+                    momentum=batch_norm_momentum))
             layers.append(keras.layers.ReLU())
         if pool:
             layers.append(keras.layers.MaxPooling2D(2, padding="same"))
