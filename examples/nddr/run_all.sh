@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 EPOCHS=${EPOCHS:-3}
-LIMIT=${LIMIT:-20000}
+LIMIT=${LIMIT:-12000}
 SEEDS=${SEEDS:-"0 1 2"}
 OUT=${OUT:-docs/results/nddr}
-common=(--epochs "$EPOCHS" --limit-train "$LIMIT" --verbose 0)
+common=(--epochs "$EPOCHS" --limit-train "$LIMIT" --validation-freq "$EPOCHS"
+        --verbose 0)
 
 run() {  # run DIR ARGS...
   local dir=$1; shift
