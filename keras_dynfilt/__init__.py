@@ -4,12 +4,18 @@ for Keras 3."""
 __version__ = "0.1.0.dev0"
 
 from keras_dynfilt import layers, models, optimizers  # noqa: E402
-from keras_dynfilt.layers import MFM, NDDR, CrossStitch  # noqa: E402
+from keras_dynfilt.layers import (  # noqa: E402
+    MFM,
+    NDDR,
+    CrossStitch,
+    WSoftmaxHead,
+)
 
 __all__ = [
     "MFM",
     "CrossStitch",
     "NDDR",
+    "WSoftmaxHead",
     "__version__",
     "layers",
     "models",

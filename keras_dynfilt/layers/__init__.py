@@ -3,5 +3,6 @@
 from keras_dynfilt.layers.cross_stitch import CrossStitch
 from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.layers.nddr import NDDR
+from keras_dynfilt.layers.wsoftmax_head import WSoftmaxHead
 
-__all__ = ["MFM", "CrossStitch", "NDDR"]
+__all__ = ["MFM", "CrossStitch", "NDDR", "WSoftmaxHead"]
