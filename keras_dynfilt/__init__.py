@@ -3,15 +3,24 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
-from keras_dynfilt import layers, models, pruning  # noqa: E402
-from keras_dynfilt.layers import MFM, ChannelPadding, WSoftmaxHead  # noqa: E402
+from keras_dynfilt import layers, models, optimizers, pruning  # noqa: E402
+from keras_dynfilt.layers import (  # noqa: E402
+    MFM,
+    NDDR,
+    ChannelPadding,
+    CrossStitch,
+    WSoftmaxHead,
+)
 
 __all__ = [
-    "ChannelPadding",
     "MFM",
+    "NDDR",
+    "ChannelPadding",
+    "CrossStitch",
     "WSoftmaxHead",
     "__version__",
     "layers",
     "models",
+    "optimizers",
     "pruning",
 ]
