@@ -31,6 +31,9 @@ import keras  # noqa: E402
 
 import keras_dynfilt  # noqa: E402
 from keras_dynfilt.training import compile_replica_jit  # noqa: E402
+from keras_dynfilt.training.experiment import (  # noqa: E402
+    cpu_mirrored_strategy,
+)
 
 CONFIGS = [
     ("default", False),
@@ -42,7 +45,7 @@ CONFIGS = [
 
 def measure(strategy_name, jit, steps, repeats, batch):
     strategy = (
-        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        cpu_mirrored_strategy(["/cpu:0", "/cpu:1"])
         if strategy_name == "mirrored"
         else tf.distribute.get_strategy()
     )

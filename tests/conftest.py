@@ -50,6 +50,12 @@ def _fresh_keras_state():
     policy = keras.config.dtype_policy()
     yield
     keras.config.set_dtype_policy(policy)
+    if keras.backend.backend() == "tensorflow":
+        # `--deterministic` runs enable op determinism process-wide; it
+        # changes how TensorFlow compiles, so it must not leak into others.
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 @pytest.fixture

@@ -36,13 +36,14 @@ MIRRORED_DEVICES = ("/cpu:0", "/cpu:1")
 def mirrored_strategy():
     """One `MirroredStrategy` over the two logical CPUs for the whole run.
 
-    Several strategy objects in one process reuse collective instance keys
-    and abort with "Shape mismatch in the collective instance"; sharing one
-    avoids that, as a training script with a single strategy does.
+    It reduces through one device (see
+    `keras_dynfilt.training.experiment.cpu_mirrored_strategy`) so that the
+    other strategies that tests and example scripts create in the same
+    process cannot collide with it.
     """
-    import tensorflow as tf
+    from keras_dynfilt.training.experiment import cpu_mirrored_strategy
 
-    return tf.distribute.MirroredStrategy(list(MIRRORED_DEVICES))
+    return cpu_mirrored_strategy(MIRRORED_DEVICES)
 
 
 def keras_test_case():

@@ -13,6 +13,7 @@ from keras_dynfilt.training.datasets import (
 )
 from keras_dynfilt.training.experiment import (
     ExperimentRun,
+    cpu_mirrored_strategy,
     example_argument_parser,
     plot_history,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ReplicaJitMixin",
     "ReplicaJitModel",
     "compile_replica_jit",
+    "cpu_mirrored_strategy",
     "example_argument_parser",
     "load_image_data",
     "numpy_split",

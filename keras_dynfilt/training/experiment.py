@@ -91,6 +91,27 @@ def example_argument_parser(
     return parser
 
 
+def cpu_mirrored_strategy(devices=None):
+    """`MirroredStrategy` over logical CPU devices, reducing on one device.
+
+    Collective all-reduce (TensorFlow's default here) keys its ops per
+    strategy object, and a second strategy in the same process collides with
+    the first ("Shape mismatch in the collective instance 100"), after which
+    every collective in the process is aborted. `ReductionToOneDevice` has no
+    such state and costs nothing that matters on one host's CPUs.
+
+    Args:
+        devices: Device names; defaults to every logical CPU.
+    """
+    import tensorflow as tf
+
+    if devices is None:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(
+        list(devices), cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
+
+
 def _make_strategy(name):
     import tensorflow as tf
 
@@ -99,8 +120,7 @@ def _make_strategy(name):
     if name == "mirrored":
         if not tf.config.list_logical_devices("GPU"):
             # No GPU: mirror over the logical CPUs (see --cpu-replicas).
-            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-            return tf.distribute.MirroredStrategy(cpus)
+            return cpu_mirrored_strategy()
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
