@@ -3,8 +3,8 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
-from keras_dynfilt import layers, models, pruning  # noqa: E402
+from keras_dynfilt import callbacks, layers, models, pruning  # noqa: E402
 from keras_dynfilt.layers import MFM, ChannelPadding  # noqa: E402
 
-__all__ = ["ChannelPadding", "MFM", "__version__", "layers", "models",
-           "pruning"]
+__all__ = ["ChannelPadding", "MFM", "__version__", "callbacks", "layers",
+           "models", "pruning"]
