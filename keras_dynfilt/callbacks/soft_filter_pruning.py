@@ -7,11 +7,12 @@ import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
 from keras_dynfilt.pruning.graph import filter_groups
-from keras_dynfilt.pruning.masking import apply_group_mask, zero_units
+from keras_dynfilt.pruning.masking import _zero_targets, apply_group_mask
 
 CRITERIA = ("l2", "l1", "fpgm")
 
@@ -64,6 +65,45 @@ def _check_names(value, name):
     return tuple(value)
 
 
+def _soft_targets(group):
+    """The engine's mask targets with BatchNormalization gamma kept.
+
+    A zeroed filter followed by BN with gamma zeroed gets no gradient (the
+    kernel's gradient is scaled by gamma), so it could never grow back. The
+    soft mask keeps gamma and zeroes BN's moving mean instead: the channel
+    is still exactly zero after BN in training (batch statistics of a zero
+    input) and in inference, and gradients reach the filter as in the SFP
+    reference code, which masks the convolution weights only.
+    """
+    layer_of = {}
+    for record in group.graph.records.values():
+        for variable in record.layer.weights:
+            layer_of[id(variable)] = record.layer
+    targets = []
+    for variable, axis, units in _zero_targets(group):
+        layer = layer_of.get(id(variable))
+        if (
+            isinstance(layer, keras.layers.BatchNormalization)
+            and variable is getattr(layer, "gamma", None)
+        ):
+            variable = layer.moving_mean
+        targets.append((variable, axis, units))
+    return targets
+
+
+def _assign_mask(targets, keep):
+    extended = np.append(keep, True)  # index -1: not in this group
+    for variable, axis, units in targets:
+        mask = extended[units]
+        if mask.all():
+            continue
+        shape = [1] * len(variable.shape)
+        shape[axis] = len(mask)
+        mask = ops.reshape(ops.convert_to_tensor(mask), shape)
+        value = variable.value
+        variable.assign(ops.where(mask, value, ops.zeros_like(value)))
+
+
 def pruned_count(size, rate):
     """`floor(size * rate)`, robust to float error, keeping one unit."""
     return min(size - 1, int(math.floor(size * rate + 1e-9)))
@@ -78,12 +118,15 @@ class SoftFilterPruning(keras.callbacks.Callback):
     output channels meet in a residual add, MFM pairs, grouped convolutions
     are one group with one shared mask) is ranked by `criterion` and its
     `floor(N * rate)` weakest units are zeroed: the producers' kernel slices
-    and biases, and the BatchNormalization gamma and beta of those channels
-    (`keras_dynfilt.pruning.apply_group_mask`). The zeroed filters keep
-    training ("soft") and may come back at the next ranking. After `fit` the
-    model is masked, and `keras_dynfilt.pruning.compact(model)` (or
-    `compact_model()`) returns the physically smaller model computing the
-    same function.
+    and biases, and the BatchNormalization beta and moving mean of those
+    channels, so the channels are exactly zero. The zeroed filters keep
+    training ("soft": BN's gamma is kept so gradients reach them, as in the
+    reference code) and may come back at the next ranking. The last mask
+    (after the last epoch, or at the end of a run stopped early) is the
+    engine's full mask (`keras_dynfilt.pruning.apply_group_mask`, which also
+    zeroes gamma) and does not change the function; after `fit`,
+    `keras_dynfilt.pruning.compact(model)` (or `compact_model()`) returns
+    the physically smaller model computing the same function.
 
     The callback writes `sparsity` (fraction of the selected groups'
     producer filters zeroed by the latest mask) and `flops_fraction`
@@ -326,7 +369,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
         if sync is not None:
             sync()
 
-    def _mask(self, sparsity=None, when=""):
+    def _mask(self, sparsity=None, when="", final=False):
         self._sync_jax()
         masks = []
         for (group, _), n in zip(self.groups, self._targets(sparsity)):
@@ -342,10 +385,15 @@ class SoftFilterPruning(keras.callbacks.Callback):
                         f"{scores.shape[0]} scores"
                     )
                 keep[np.argsort(scores, kind="stable")[:n]] = False
-            apply_group_mask(group, keep)
+            if final:
+                apply_group_mask(group, keep)
+            else:
+                if group not in self._soft:
+                    self._soft[group] = _soft_targets(group)
+                _assign_mask(self._soft[group], keep)
             masks.append(keep)
         self.masks = masks
-        self._masked = True
+        self._final_done = final
         if self.verbose:
             stats = self._stats()
             print(
@@ -362,15 +410,13 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     def _adopt_existing(self, sparsity=None):
         """Uses the zeroed units as the mask if they match the targets."""
-        zero_roots = zero_units(self.groups[0][0].graph)
         masks = []
         for (group, _), n in zip(self.groups, self._targets(sparsity)):
-            keep = ~np.isin(group._roots, zero_roots)
+            keep = np.any(group.filter_weights() != 0, axis=1)
             if int((~keep).sum()) != n:
                 return False
             masks.append(keep)
         self.masks = masks
-        self._masked = True
         return True
 
     def _stats(self):
@@ -419,9 +465,10 @@ class SoftFilterPruning(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.groups = self._select_groups()
         self.masks = None
-        self._masked = False
+        self._final_done = False
         self._started = False
         self._flops_cache = {}
+        self._soft = {}
         try:
             self._full_macs = model_cost(self.model).macs
         except ValueError:
@@ -459,14 +506,16 @@ class SoftFilterPruning(keras.callbacks.Callback):
             self._mask(sparsity, when=f" (step {self._step})")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._masked = False
+        self._final_done = False
         last = self.params and epoch + 1 == self.params.get("epochs")
         if self.schedule is None:
             if (epoch + 1) % self.frequency == 0 or last:
-                self._mask(when=f" (epoch {epoch + 1} end)")
+                self._mask(when=f" (epoch {epoch + 1} end)", final=last)
         elif last:
             self._step = self._read_step()
-            self._mask(self._schedule()[1], when=f" (step {self._step})")
+            self._mask(
+                self._schedule()[1], when=f" (step {self._step})", final=True
+            )
         if logs is not None and self.masks is not None:
             stats = self._stats()
             logs["sparsity"] = stats["sparsity"]
@@ -475,12 +524,14 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         # Training stopped early (EarlyStopping, ...): mask the final model.
-        if self._started and not self._masked:
+        if self._started and not self._final_done:
             if self.schedule is None:
-                self._mask(when=" (train end)")
+                self._mask(when=" (train end)", final=True)
             else:
                 self._step = self._read_step()
-                self._mask(self._schedule()[1], when=" (train end)")
+                self._mask(
+                    self._schedule()[1], when=" (train end)", final=True
+                )
 
     # -- results --------------------------------------------------------------
     def compact_model(self):
