@@ -12,7 +12,8 @@ from keras import ops
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
 from keras_dynfilt.pruning.graph import filter_groups
-from keras_dynfilt.pruning.masking import _zero_targets, apply_group_mask
+from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.registry import get_channel_rule
 
 CRITERIA = ("l2", "l1", "fpgm")
 
@@ -66,27 +67,23 @@ def _check_names(value, name):
 
 
 def _soft_targets(group):
-    """The engine's mask targets with BatchNormalization gamma kept.
+    """`(variable, axis, unit_index)` of the producers' kernels only.
 
-    A zeroed filter followed by BN with gamma zeroed gets no gradient (the
-    kernel's gradient is scaled by gamma), so it could never grow back. The
-    soft mask keeps gamma and zeroes BN's moving mean instead: the channel
-    is still exactly zero after BN in training (batch statistics of a zero
-    input) and in inference, and gradients reach the filter as in the SFP
-    reference code, which masks the convolution weights only.
+    The soft mask zeroes the filter weights and nothing else, as the SFP
+    reference code does (it masks the convolution weights): biases and
+    BatchNormalization parameters stay, so that the zeroed filters still get
+    gradients (a channel made exactly zero before a ReLU gets none).
     """
-    layer_of = {}
-    for record in group.graph.records.values():
-        for variable in record.layer.weights:
-            layer_of[id(variable)] = record.layer
     targets = []
-    for variable, axis, units in _zero_targets(group):
-        layer = layer_of.get(id(variable))
-        if (
-            isinstance(layer, keras.layers.BatchNormalization)
-            and variable is getattr(layer, "gamma", None)
-        ):
-            variable = layer.moving_mean
+    for path in group.layers:
+        layer = group.graph.layers[path]
+        name, axis = get_channel_rule(layer).filter_kernel(layer)
+        variable = {v.name: v for v in layer.weights}[name]
+        units = np.full(variable.shape[axis], -1, np.int64)
+        for u, unit in enumerate(group.units):
+            for unit_path, index in unit:
+                if unit_path == path:
+                    units[index] = u
         targets.append((variable, axis, units))
     return targets
 
@@ -117,16 +114,17 @@ class SoftFilterPruning(keras.callbacks.Callback):
     `keras_dynfilt.pruning.filter_groups`: convolutions or dense layers whose
     output channels meet in a residual add, MFM pairs, grouped convolutions
     are one group with one shared mask) is ranked by `criterion` and its
-    `floor(N * rate)` weakest units are zeroed: the producers' kernel slices
-    and biases, and the BatchNormalization beta and moving mean of those
-    channels, so the channels are exactly zero. The zeroed filters keep
-    training ("soft": BN's gamma is kept so gradients reach them, as in the
-    reference code) and may come back at the next ranking. The last mask
-    (after the last epoch, or at the end of a run stopped early) is the
-    engine's full mask (`keras_dynfilt.pruning.apply_group_mask`, which also
-    zeroes gamma) and does not change the function; after `fit`,
-    `keras_dynfilt.pruning.compact(model)` (or `compact_model()`) returns
-    the physically smaller model computing the same function.
+    `floor(N * rate)` weakest units get their filter weights (the
+    producers' kernel slices) zeroed, as in the reference code. The zeroed
+    filters keep training ("soft") and may come back at the next ranking;
+    biases and BatchNormalization parameters are left alone meanwhile, so
+    gradients still reach them. The last mask (after the last epoch, or at
+    the end of a run stopped early) is the engine's full mask
+    (`keras_dynfilt.pruning.apply_group_mask`: kernel slices, biases, and
+    the BatchNormalization gamma and beta of those channels, so that they
+    are exactly zero); after `fit`, `keras_dynfilt.pruning.compact(model)`
+    (or `compact_model()`) returns the physically smaller model computing
+    the same function as the masked one.
 
     The callback writes `sparsity` (fraction of the selected groups'
     producer filters zeroed by the latest mask) and `flops_fraction`
