@@ -68,11 +68,13 @@ def plot_sfp(histories, path, title):
         ("flops_fraction", "FLOPs of the compacted model / full"),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    colors = {name: f"C{i}" for i, name in enumerate(histories)}
     for ax, (key, label) in zip(axes, keys):
         for name, hist in histories.items():
             if key in hist:
                 epochs = np.arange(1, len(hist[key]) + 1)
-                ax.plot(epochs, hist[key], marker="o", label=name)
+                ax.plot(epochs, hist[key], marker="o", label=name,
+                        color=colors[name])
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
