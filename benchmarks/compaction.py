@@ -132,6 +132,40 @@ def run_case(case, repeats, seed):
     return result
 
 
+def channel_microbenchmark(repeats=30):
+    """One 3x3 convolution (64x32x32 input) at 16, 10 and 8 channels.
+
+    ResNet-56 pruned 40% has 10-, 20- and 39-channel layers; on CPU a conv's
+    time does not fall in proportion to its multiply-adds at such widths.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    cases = {}
+    for channels in (16, 10, 8):
+        x = tf.constant(rng.random((64, 32, 32, channels)), tf.float32)
+        k = tf.constant(rng.random((3, 3, channels, channels)), tf.float32)
+        fn = tf.function(lambda a, k=k: tf.nn.conv2d(a, k, 1, "SAME"))
+        for _ in range(3):
+            timed(fn, x)
+        cases[channels] = (fn, x, [])
+    for i in range(repeats):  # interleaved, rotating order
+        order = list(cases.values())
+        for fn, x, times in order[i % 3 :] + order[: i % 3]:
+            times.append(timed(fn, x))
+    found = [
+        {"channels": c, "ms": 1e3 * float(np.median(times)),
+         "macs_vs_16": c**2 / 256}
+        for c, (_, _, times) in cases.items()
+    ]
+    for f in found:
+        f["time_vs_16"] = f["ms"] / found[0]["ms"]
+        print(f"conv3x3 {f['channels']:>2} -> {f['channels']:>2} channels: "
+              f"{f['ms']:.2f} ms ({f['time_vs_16']:.2f} of the time, "
+              f"{f['macs_vs_16']:.2f} of the multiply-adds of 16 -> 16)")
+    return found
+
+
 def print_table(results):
     header = (
         f"{'model':<12}{'rate':>5}{'MACs before':>14}{'after':>13}"
@@ -168,18 +202,32 @@ def main():
     parser.add_argument("--repeats-batch1", type=int, default=60)
     parser.add_argument("--repeats-batch64", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0,
+        help="TensorFlow intra-op threads (0: TensorFlow's default)",
+    )
     args = parser.parse_args()
+    if args.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(
+            args.intra_op_threads
+        )
     results = [
         run_case(c, (args.repeats_batch1, args.repeats_batch64), args.seed)
         for c in CASES
     ]
     print_table(results)
+    micro = channel_microbenchmark()
     if args.output:
         import tensorflow as tf
 
         report = {
             "command": "nice -n 10 python benchmarks/compaction.py "
-            f"--output {args.output}",
+            f"--output {args.output}"
+            + (f" --intra-op-threads {args.intra_op_threads}"
+               if args.intra_op_threads else ""),
+            "intra_op_threads": args.intra_op_threads or "default",
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "tensorflow": tf.__version__,
@@ -188,6 +236,7 @@ def main():
             "load_average_at_end": os.getloadavg(),
             "macs": "multiply-adds per sample (FLOPs = 2 x MACs)",
             "results": results,
+            "conv_width_microbenchmark": micro,
         }
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w") as f:

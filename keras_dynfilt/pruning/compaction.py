@@ -96,7 +96,24 @@ def _check_nothing_empty(graph, removed):
                 )
 
 
-def _edit_config(graph, model, config, prefix, removed):
+_ZEROS = keras.saving.serialize_keras_object(keras.initializers.Zeros())
+
+
+def _zero_initializers(config, layer, originals):
+    """Builds with zeros: every weight is overwritten anyway, and random
+    initializers of new shapes are slow to compile on JAX. The originals are
+    put back on the new layer so its config is unchanged."""
+    config = dict(config)
+    for key, value in config.items():
+        if key.endswith("_initializer") and value is not None and hasattr(
+            layer, key
+        ):
+            originals[key] = getattr(layer, key)
+            config[key] = _ZEROS
+    return config
+
+
+def _edit_config(graph, model, config, prefix, removed, initializers):
     config = dict(config)
     operations = {op.name: op for op in graph_of(model)._operations}
     layers = []
@@ -108,7 +125,7 @@ def _edit_config(graph, model, config, prefix, removed):
         layer = operations.get(name)
         if layer is not None and is_graph_model(layer):
             entry["config"] = _edit_config(
-                graph, layer, entry["config"], path, removed
+                graph, layer, entry["config"], path, removed, initializers
             )
         else:
             record = graph.records.get(path_name(path))
@@ -117,6 +134,9 @@ def _edit_config(graph, model, config, prefix, removed):
                 entry["config"] = record.rule.compact_config(
                     layer, entry["config"], keep_in, keep_out
                 )
+            entry["config"] = _zero_initializers(
+                entry["config"], layer, initializers.setdefault(path, {})
+            )
         layers.append(entry)
     config["layers"] = layers
     if "build_input_shape" in config and layers:
@@ -126,14 +146,16 @@ def _edit_config(graph, model, config, prefix, removed):
     return config
 
 
-def _copy_weights(graph, old_model, new_model, prefix, removed):
+def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
     new_operations = {op.name: op for op in graph_of(new_model)._operations}
     for old in graph_of(old_model)._operations:
         new = new_operations[old.name]
         path = prefix + (old.name,)
         if is_graph_model(old):
-            _copy_weights(graph, old, new, path, removed)
+            _copy_weights(graph, old, new, path, removed, initializers)
             continue
+        for key, initializer in initializers.get(path, {}).items():
+            setattr(new, key, initializer)
         if not old.weights:
             continue
         record = graph.records.get(path_name(path))
@@ -194,9 +216,10 @@ def compact(model, masks=None):
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("build_config", None)
     serialized.pop("compile_config", None)
+    initializers = {}
     serialized["config"] = _edit_config(
-        graph, model, serialized["config"], (), removed
+        graph, model, serialized["config"], (), removed, initializers
     )
     new_model = keras.saving.deserialize_keras_object(serialized)
-    _copy_weights(graph, model, new_model, (), removed)
+    _copy_weights(graph, model, new_model, (), removed, initializers)
     return new_model

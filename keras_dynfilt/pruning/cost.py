@@ -18,7 +18,13 @@ import keras
 
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
-from keras_dynfilt.pruning.graph import graph_of, is_graph_model, path_name
+from keras_dynfilt.pruning.graph import (
+    analyze,
+    graph_of,
+    is_graph_model,
+    path_name,
+)
+from keras_dynfilt.pruning.masking import zero_units
 
 L = keras.layers
 
@@ -49,13 +55,14 @@ def _prod(dims):
     return math.prod(int(d) for d in dims)
 
 
+# The formulas read channel counts from the shapes (not from `filters` or
+# `units`), so that they also price the compacted widths (`compacted=True`).
 def _conv(layer, ins, outs):
     groups = getattr(layer, "groups", 1)
-    return (
-        _prod(outs[0][1:])
-        * _prod(layer.kernel_size)
-        * (ins[0][-1] // groups)
-    )
+    per_group = layer.kernel.shape[-2]
+    if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
+        per_group = ins[0][-1] // groups
+    return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
 
 
 def _conv_transpose(layer, ins, outs):
@@ -63,7 +70,7 @@ def _conv_transpose(layer, ins, outs):
         _prod(ins[0][1:-1])
         * ins[0][-1]
         * _prod(layer.kernel_size)
-        * layer.filters
+        * outs[0][-1]
     )
 
 
@@ -74,11 +81,11 @@ def _depthwise(layer, ins, outs):
 def _separable(layer, ins, outs):
     spatial = _prod(outs[0][1:-1])
     mid = ins[0][-1] * layer.depth_multiplier
-    return spatial * mid * (_prod(layer.kernel_size) + layer.filters)
+    return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
 
 
 def _dense(layer, ins, outs):
-    return _prod(ins[0][1:]) * layer.units
+    return _prod(ins[0][1:]) * outs[0][-1]
 
 
 def _per_element(layer, ins, outs):
@@ -169,7 +176,27 @@ class ModelCost:
         }
 
 
-def _walk(model, input_specs, prefix, seen, found):
+def _with_channels(shapes, keeps):
+    if keeps is None:
+        return shapes
+    return [
+        shape if keep is None else shape[:-1] + (int(keep.sum()),)
+        for shape, keep in zip(shapes, keeps)
+    ]
+
+
+def _compacted_params(layer, record, keep_of):
+    axes = record.rule.weights(layer, record.in_slots, record.out_slots)
+    total = 0
+    for variable in layer.weights:
+        shape = list(variable.shape)
+        for axis in axes.get(variable.name, ()):
+            shape[axis.axis] = int(keep_of(axis.slots).sum())
+        total += _prod(shape)
+    return total
+
+
+def _walk(model, input_specs, prefix, seen, found, pruned=None):
     graph = graph_of(model)
     values = {id(x): spec for x, spec in zip(graph.inputs, input_specs)}
     for depth in sorted(graph._nodes_by_depth, reverse=True):
@@ -180,7 +207,7 @@ def _walk(model, input_specs, prefix, seen, found):
             path = prefix + (op.name,)
             if is_graph_model(op):
                 ins = [values[id(t)] for t in node.input_tensors]
-                outs = _walk(op, ins, path, seen, found)
+                outs = _walk(op, ins, path, seen, found, pruned)
             else:
                 args, kwargs = node.arguments.fill_in(values)
                 spec = op.compute_output_spec(*args, **kwargs)
@@ -188,6 +215,23 @@ def _walk(model, input_specs, prefix, seen, found):
                 in_shapes = [tuple(values[id(t)].shape)
                              for t in node.input_tensors]
                 out_shapes = [tuple(o.shape) for o in outs]
+                params = op.count_params()
+                record = None if pruned is None else pruned[0].records.get(
+                    path_name(path)
+                )
+                if record is not None:
+                    channels, removed = pruned
+                    keep_in = [channels.keep_of(x, removed)
+                               for x in record.in_slots]
+                    keep_out = [channels.keep_of(x, removed)
+                                for x in record.out_slots]
+                    in_shapes = _with_channels(in_shapes, keep_in)
+                    out_shapes = _with_channels(out_shapes, keep_out)
+                    if record.rule is not None and op.weights:
+                        params = _compacted_params(
+                            op, record,
+                            lambda slots: channels.keep_of(slots, removed),
+                        )
                 shown = [(None,) + s[1:] for s in out_shapes]
                 fn = _COSTS.get(type(op))
                 if fn is not None:
@@ -196,7 +240,7 @@ def _walk(model, input_specs, prefix, seen, found):
                     macs = None
                 else:
                     macs = 0
-                params = 0 if id(op) in seen else op.count_params()
+                params = 0 if id(op) in seen else params
                 seen.add(id(op))
                 found.append(LayerCost(
                     path_name(path), type(op).__name__,
@@ -208,14 +252,20 @@ def _walk(model, input_specs, prefix, seen, found):
     return [values[id(t)] for t in graph.outputs]
 
 
-def model_cost(model, input_shape=None):
+def model_cost(model, input_shape=None, compacted=False):
     """Counts parameters and multiply-adds per layer and in total.
+
+    With `compacted=True` it prices the model `compact(model)` would build
+    (units whose masked parameters are all zero removed) without building
+    it: cheap enough for a pruning callback to log every epoch.
 
     Args:
         model: A functional or built Sequential `keras.Model`.
         input_shape: Optional shape of one input without the batch axis
             (or a list of shapes for several inputs), for models whose
             input size is not fixed; defaults to the model's input shapes.
+        compacted: Boolean, price the compacted model instead (params
+            of the whole model are then the sum of the per-layer counts).
 
     Returns:
         A `ModelCost` (`.params`, `.macs`, `.layers`, `.table()`).
@@ -240,13 +290,20 @@ def model_cost(model, input_shape=None):
             f"batch axis) for each of the model's {len(graph.inputs)} "
             f"input(s). Received: input_shape={input_shape!r}"
         )
+    pruned = None
+    if compacted:
+        pruned_graph = analyze(model)
+        pruned = (pruned_graph, zero_units(pruned_graph))
     specs = [
         keras.KerasTensor((1,) + s, dtype=x.dtype)
         for s, x in zip(shapes, graph.inputs)
     ]
     found = []
-    _walk(model, specs, (), set(), found)
-    return ModelCost(found, model.count_params())
+    _walk(model, specs, (), set(), found, pruned)
+    params = model.count_params()
+    if compacted:
+        params = sum(c.params for c in found)
+    return ModelCost(found, params)
 
 
 def print_cost(model, input_shape=None, print_fn=print):

@@ -157,8 +157,15 @@ BUILDERS = {
 
 
 def random_inputs(model, batch=3, seed=1):
+    """One array per model input (a bare array for one input)."""
     rng = np.random.default_rng(seed)
-    return [
+    arrays = [
         rng.normal(size=(batch,) + tuple(x.shape[1:])).astype("float32")
         for x in model.inputs
     ]
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def run(model, x, training=False):
+    """An eager call (no per-model compilation, cheap on JAX)."""
+    return keras.ops.convert_to_numpy(model(x, training=training))

@@ -13,6 +13,7 @@ from tests.pruning.builders import (
     random_inputs,
     randomize,
     residual_model,
+    run,
     zero_random_units,
 )
 
@@ -25,7 +26,7 @@ def test_masked_model_equals_compacted_model(name):
     small = compact(model)
     assert small is not model and small.name == model.name
     assert max_relative_difference(
-        model.predict(x, verbose=0), small.predict(x, verbose=0)
+        run(model, x), run(small, x)
     ) <= 1e-5
     assert small.count_params() < model.count_params()
     assert model_cost(small).macs < model_cost(model).macs
@@ -81,7 +82,7 @@ def test_concatenate_offsets_slice_the_consumer_rows():
     assert small.count_params() == 9 + 12 + 24 + 218
     x = random_inputs(model)
     assert max_relative_difference(
-        model.predict(x, verbose=0), small.predict(x, verbose=0)
+        run(model, x), run(small, x)
     ) > 1e-3  # explicit masks remove live filters: the function changes
 
 
@@ -170,7 +171,7 @@ def test_save_load_safe_mode(tmp_path):
     restored = keras.saving.load_model(path, safe_mode=True)
     x = random_inputs(model)
     np.testing.assert_allclose(
-        restored.predict(x, verbose=0), small.predict(x, verbose=0),
+        run(restored, x), run(small, x),
         rtol=1e-6, atol=1e-6,
     )
 
@@ -182,8 +183,8 @@ def test_export_saved_model_and_tflite(tmp_path):
     model = randomize(depthwise_model())
     zero_random_units(model, seed=5)
     small = compact(model)
-    x = random_inputs(model)[0]
-    expected = small.predict(x, verbose=0)
+    x = random_inputs(model)
+    expected = run(small, x)
     small.export(str(tmp_path / "saved"), verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
     served = loaded.serve(x)
@@ -198,3 +199,27 @@ def test_export_saved_model_and_tflite(tmp_path):
     interpreter.invoke()
     found = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_compacted_configs_keep_everything_but_the_widths():
+    model = residual_model()
+    small = compact(model, {"c": np.arange(6) > 1})
+    for layer in model.layers:
+        old = layer.get_config()
+        new = small.get_layer(layer.name).get_config()
+        if layer.name == "c":
+            assert (old.pop("filters"), new.pop("filters")) == (6, 4)
+        assert new == old
+
+
+def test_mixed_precision_model_compacts():
+    keras.config.set_dtype_policy("mixed_float16")
+    model = randomize(residual_model())
+    zero_random_units(model, seed=2)
+    small = compact(model)
+    assert small.get_layer("a").dtype_policy.name == "mixed_float16"
+    assert small.get_layer("a").kernel.dtype == "float32"
+    x = random_inputs(model)
+    assert max_relative_difference(
+        run(model, x), run(small, x)
+    ) <= 1e-2  # float16 activations

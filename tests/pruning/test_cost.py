@@ -2,8 +2,19 @@ import keras
 import pytest
 
 from keras_dynfilt.layers import MFM, ChannelPadding
-from keras_dynfilt.pruning import model_cost, print_cost, register_layer_cost
-from tests.pruning.builders import nested_model, shared_layer_model
+from keras_dynfilt.pruning import (
+    compact,
+    model_cost,
+    print_cost,
+    register_layer_cost,
+)
+from tests.pruning.builders import (
+    BUILDERS,
+    nested_model,
+    randomize,
+    shared_layer_model,
+    zero_random_units,
+)
 
 L = keras.layers
 
@@ -91,3 +102,16 @@ def test_table_is_readable(capsys):
     out = capsys.readouterr().out
     assert "inner/inner_conv" in out and "total" in out
     assert "multiply-adds" in out
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_compacted_cost_prices_compact_without_building_it(name):
+    model = randomize(BUILDERS[name]())
+    zero_random_units(model, seed=7)
+    predicted = model_cost(model, compacted=True)
+    actual = model_cost(compact(model))
+    assert predicted.macs == actual.macs
+    assert predicted.params == actual.params == compact(model).count_params()
+    assert [c.macs for c in predicted.layers] == [
+        c.macs for c in actual.layers
+    ]
