@@ -142,6 +142,10 @@ def main(argv=None):
         "final evaluations always use the whole test split)",
     )
     parser.add_argument(
+        "--timing-repeats", type=int, default=25,
+        help="interleaved repeats when timing inference",
+    )
+    parser.add_argument(
         "--compare", default=None, metavar="DIR",
         help="only plot and tabulate the runs under DIR",
     )
@@ -215,7 +219,9 @@ def main(argv=None):
     full_cost, small_cost = model_cost(model), model_cost(small)
     timings = {}
     for batch in (1, 64):
-        masked_s, compact_s = time_inference([model, small], x_test[:batch])
+        masked_s, compact_s = time_inference(
+            [model, small], x_test[:batch], repeats=args.timing_repeats
+        )
         timings[str(batch)] = {
             "masked_seconds": masked_s, "compacted_seconds": compact_s,
         }

@@ -464,9 +464,13 @@ class Crash(keras.callbacks.Callback):
             raise RuntimeError("simulated crash")
 
 
-@pytest.mark.parametrize("sfp_first", [True, False])
-@pytest.mark.parametrize("frequency", [1, 2])
+@pytest.mark.parametrize(
+    "sfp_first, frequency", [(True, 1), (False, 1), (False, 2)]
+)
 def test_resume_after_interruption(tmp_path, sfp_first, frequency):
+    # Killed after epoch 2; a mask is due there in every case (frequency 2:
+    # masks after epochs 2 and 4), from a backup taken after it (SFP first)
+    # or before it (SFP second).
     epochs = 4
     model = residual_model()
     weights = model.get_weights()
@@ -490,7 +494,7 @@ def test_resume_after_interruption(tmp_path, sfp_first, frequency):
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(crash_at=1)
     resumed, resumed_history = run(crash_at=None)
-    assert len(resumed_history.epoch) == 2  # epochs 3 and 4 only
+    assert resumed_history.epoch == [2, 3]  # epochs 3 and 4 only
     for got, want in zip(resumed.get_weights(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert resumed_history.history["sparsity"] == history.history[
