@@ -195,8 +195,10 @@ def compact(model, masks=None):
         masks: Optional dict naming the filters to keep explicitly: keys are
             producer layer names (`"outer/inner"` inside nested models) or
             `FilterGroup`s, values boolean arrays (True = keep) of the
-            layer's filter count or the group's size. Coupled filters must
-            agree. Filters not named are kept.
+            layer's filter count or the group's size. Removing one filter
+            removes its whole unit (the coupled filters of other layers
+            too); named filters of one unit must agree. Filters not named
+            are kept.
 
     Returns:
         A new `keras.Model` (same name and class).

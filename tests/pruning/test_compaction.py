@@ -223,3 +223,8 @@ def test_mixed_precision_model_compacts():
     assert max_relative_difference(
         run(model, x), run(small, x)
     ) <= 1e-2  # float16 activations
+
+
+def test_naming_one_filter_removes_its_whole_unit():
+    small = compact(residual_model(), {"a": np.arange(8) != 2})
+    assert small.get_layer("a").filters == small.get_layer("b").filters == 7
