@@ -4,8 +4,4 @@ from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.layers.wsoftmax_head import WSoftmaxHead
 
-<<<<<<< HEAD
-__all__ = ["ChannelPadding", "MFM"]
-=======
-__all__ = ["MFM", "WSoftmaxHead"]
->>>>>>> main
+__all__ = ["ChannelPadding", "MFM", "WSoftmaxHead"]
