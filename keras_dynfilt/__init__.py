@@ -3,7 +3,13 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
-from keras_dynfilt import layers, models, optimizers, pruning  # noqa: E402
+from keras_dynfilt import (  # noqa: E402
+    callbacks,
+    layers,
+    models,
+    optimizers,
+    pruning,
+)
 from keras_dynfilt.layers import (  # noqa: E402
     MFM,
     NDDR,
@@ -19,6 +25,7 @@ __all__ = [
     "CrossStitch",
     "WSoftmaxHead",
     "__version__",
+    "callbacks",
     "layers",
     "models",
     "optimizers",

@@ -1,0 +1,269 @@
+"""Soft Filter Pruning of a CIFAR ResNet trained from scratch, then compacted.
+
+Trains `keras_dynfilt.models.resnet_cifar(depth)` with
+`keras_dynfilt.callbacks.SoftFilterPruning` (or without it: the baseline),
+evaluates the masked model, compacts it with `keras_dynfilt.pruning.compact`,
+evaluates the compacted model (the two accuracies must be equal), counts
+FLOPs (multiply-adds) and parameters before and after, and times inference
+of the masked full-size model against the compacted one in the same run.
+Writes `results.json`, `learning_curves.png` and `sfp_curves.png` (test
+accuracy, sparsity and FLOPs over epochs) into `--output-dir`.
+
+    python examples/pruning/train_sfp.py --method sfp --depth 20 \
+        --pruning-rate 0.3 --epochs 10 --output-dir runs/sfp/sfp
+    python examples/pruning/train_sfp.py --method fpgm ...
+    python examples/pruning/train_sfp.py --method baseline ...
+    python examples/pruning/train_sfp.py --compare runs/sfp   # summary plot
+
+Fashion-MNIST comes from Debian's local files by default; `--dataset
+cifar10` reads CIFAR-10 through tensorflow-datasets (online, or offline with
+`--data-dir` holding `cifar-10-binary.tar.gz`).
+"""
+
+import json
+import math
+import os
+import pathlib
+import statistics
+import time
+
+import keras
+import numpy as np
+
+import keras_dynfilt
+from keras_dynfilt import training
+from keras_dynfilt.pruning import compact, model_cost
+
+
+def time_inference(models, x, repeats=25, inner=3):
+    """Median seconds per call of each model on `x`, interleaved repeats."""
+    import tensorflow as tf
+
+    fns = [
+        tf.function(lambda t, m=m: m(t, training=False)) for m in models
+    ]
+    for fn in fns:
+        fn(x)
+        fn(x)
+    times = [[] for _ in models]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn(x)
+            times[i].append((time.perf_counter() - start) / inner)
+    return [statistics.median(t) for t in times]
+
+
+def plot_sfp(histories, path, title):
+    """Test accuracy, sparsity and FLOPs fraction per epoch, per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [
+        ("val_accuracy", "test accuracy (before the epoch's mask)"),
+        ("sparsity", "sparsity (filters zeroed)"),
+        ("flops_fraction", "FLOPs of the compacted model / full"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    colors = {name: f"C{i}" for i, name in enumerate(histories)}
+    for ax, (key, label) in zip(axes, keys):
+        for name, hist in histories.items():
+            if key in hist:
+                epochs = np.arange(1, len(hist[key]) + 1)
+                ax.plot(epochs, hist[key], marker="o", label=name,
+                        color=colors[name])
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def compare(root):
+    """Plots every run under `root` together and prints a summary table."""
+    runs = {}
+    for path in sorted(pathlib.Path(root).rglob("results.json")):
+        with open(path) as f:
+            result = json.load(f)
+        runs[str(path.parent.relative_to(root))] = result
+    if not runs:
+        raise ValueError(f"No results.json under {root!r}.")
+    plot_sfp(
+        {name: r["history"] for name, r in runs.items()},
+        os.path.join(root, "sfp_comparison.png"),
+        "ResNet on " + next(iter(runs.values()))["dataset"]["name"],
+    )
+    print(
+        "| run | method | test acc. (masked) | test acc. (compacted) | "
+        "FLOPs reduction | params reduction | speed-up b1 | speed-up b64 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in runs.items():
+        p = r["pruning"]
+        print(
+            f"| {name} | {r['arguments']['method']} | "
+            f"{100 * r['test']['accuracy']:.2f} | "
+            f"{100 * p['compacted_accuracy']:.2f} | "
+            f"{100 * p['flops_reduction']:.1f}% | "
+            f"{100 * p['params_reduction']:.1f}% | "
+            f"{p['speedup'].get('1', float('nan')):.2f}x | "
+            f"{p['speedup'].get('64', float('nan')):.2f}x |"
+        )
+
+
+def main(argv=None):
+    parser = training.example_argument_parser(
+        __doc__.splitlines()[0], dataset="fashion_mnist", epochs=10,
+        batch_size=128, output_dir="runs/sfp",
+    )
+    parser.add_argument(
+        "--method", default="sfp", choices=("baseline", "sfp", "fpgm"),
+        help="baseline: no pruning; sfp: L2-norm criterion; fpgm: "
+        "geometric-median criterion",
+    )
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument(
+        "--pruning-rate", type=float, default=None,
+        help="default: 0.4 for ResNet-56, else 0.3 (the paper's rates)",
+    )
+    parser.add_argument("--frequency", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument(
+        "--val-batches", type=int, default=None,
+        help="validate each epoch on this many test batches only (the "
+        "final evaluations always use the whole test split)",
+    )
+    parser.add_argument(
+        "--timing-repeats", type=int, default=25,
+        help="interleaved repeats when timing inference",
+    )
+    parser.add_argument(
+        "--compare", default=None, metavar="DIR",
+        help="only plot and tabulate the runs under DIR",
+    )
+    args = parser.parse_args(argv)
+    if args.compare:
+        return compare(args.compare)
+    if args.pruning_rate is None:
+        args.pruning_rate = 0.4 if args.depth == 56 else 0.3
+
+    run = training.ExperimentRun(args)
+    data = run.load_data()
+    print(
+        f"dataset {data.name} ({data.source}): {data.num_train} train / "
+        f"{data.num_test} test; ResNet-{args.depth}, {args.method}"
+    )
+    steps = args.steps_per_epoch or math.ceil(
+        data.num_train / args.batch_size
+    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with run.strategy.scope():
+        model = keras_dynfilt.models.resnet_cifar(
+            args.depth,
+            num_classes=data.num_classes,
+            input_shape=data.input_shape,
+            weight_decay=args.weight_decay,
+        )
+        schedule = keras.optimizers.schedules.CosineDecay(
+            args.learning_rate, decay_steps=steps * args.epochs
+        )
+        run.compile(
+            model,
+            optimizer=keras.optimizers.SGD(
+                schedule, momentum=0.9, nesterov=True
+            ),
+            loss=loss,
+            metrics=["accuracy"],
+        )
+    callbacks = []
+    sfp = None
+    if args.method != "baseline":
+        sfp = keras_dynfilt.callbacks.SoftFilterPruning(
+            pruning_rate=args.pruning_rate,
+            criterion="l2" if args.method == "sfp" else "fpgm",
+            frequency=args.frequency,
+            verbose=1,
+        )
+        callbacks.append(sfp)
+    history = model.fit(
+        data.train,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        validation_data=(
+            data.test.take(args.val_batches) if args.val_batches
+            else data.test
+        ),
+        callbacks=run.callbacks(callbacks),
+        verbose=args.verbose,
+    )
+    metrics = model.evaluate(data.test, return_dict=True, verbose=0)
+
+    # Compact: the zeroed filters go; the baseline has none to remove.
+    start = time.perf_counter()
+    small = sfp.compact_model() if sfp is not None else compact(model)
+    compaction_seconds = time.perf_counter() - start
+    with run.strategy.scope():
+        small.compile(loss=loss, metrics=["accuracy"])
+    small_metrics = small.evaluate(data.test, return_dict=True, verbose=0)
+    x_test, _ = training.numpy_split(data, "test")
+    logits = model.predict(x_test[:512], verbose=0)
+    small_logits = small.predict(x_test[:512], verbose=0)
+    full_cost, small_cost = model_cost(model), model_cost(small)
+    timings = {}
+    for batch in (1, 64):
+        masked_s, compact_s = time_inference(
+            [model, small], x_test[:batch], repeats=args.timing_repeats
+        )
+        timings[str(batch)] = {
+            "masked_seconds": masked_s, "compacted_seconds": compact_s,
+        }
+    pruning = {
+        "method": args.method,
+        "pruning_rate": None if sfp is None else args.pruning_rate,
+        "masked_accuracy": metrics["accuracy"],
+        "compacted_accuracy": small_metrics["accuracy"],
+        "max_abs_logit_difference": float(
+            np.abs(logits - small_logits).max()
+        ),
+        "max_abs_logit": float(np.abs(logits).max()),
+        "macs": full_cost.macs,
+        "compacted_macs": small_cost.macs,
+        "flops_reduction": 1 - small_cost.macs / full_cost.macs,
+        "params": full_cost.params,
+        "compacted_params": small_cost.params,
+        "params_reduction": 1 - small_cost.params / full_cost.params,
+        "compaction_seconds": compaction_seconds,
+        "inference": timings,
+        "speedup": {
+            b: t["masked_seconds"] / t["compacted_seconds"]
+            for b, t in timings.items()
+        },
+    }
+    results = run.finish(history, metrics, extra={"pruning": pruning})
+    plot_sfp(
+        {args.method: results["history"]},
+        os.path.join(args.output_dir, "sfp_curves.png"),
+        f"ResNet-{args.depth} {args.method} on {data.name}",
+    )
+    print(
+        f"test accuracy masked {metrics['accuracy']:.4f}, compacted "
+        f"{small_metrics['accuracy']:.4f}; FLOPs -"
+        f"{100 * pruning['flops_reduction']:.1f}%, params -"
+        f"{100 * pruning['params_reduction']:.1f}%; speed-up "
+        f"{pruning['speedup']['1']:.2f}x (batch 1), "
+        f"{pruning['speedup']['64']:.2f}x (batch 64) -> "
+        f"{args.output_dir}/results.json"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,551 @@
+"""Soft Filter Pruning: zero the weakest filters while training from scratch.
+"""
+
+import math
+import numbers
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.cost import model_cost
+from keras_dynfilt.pruning.graph import filter_groups
+from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.registry import get_channel_rule
+
+CRITERIA = ("l2", "l1", "fpgm")
+
+
+def _l2(weights):
+    return np.sqrt(np.sum(np.square(weights), axis=1))
+
+
+def _l1(weights):
+    return np.sum(np.abs(weights), axis=1)
+
+
+def _fpgm(weights):
+    # Sum of Euclidean distances to every other filter: the smallest sums
+    # belong to the filters nearest the geometric median (FPGM), the most
+    # replaceable ones.
+    squared = np.sum(np.square(weights), axis=1)
+    d2 = squared[:, None] + squared[None, :] - 2.0 * weights @ weights.T
+    return np.sum(np.sqrt(np.maximum(d2, 0.0)), axis=1)
+
+
+_CRITERIA = {"l2": _l2, "l1": _l1, "fpgm": _fpgm}
+
+
+def _check_rate(value, name="pruning_rate"):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0.0 <= value < 1.0
+    ):
+        raise ValueError(
+            f"`{name}` must be a float in [0, 1) (the fraction of filters "
+            f"zeroed). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def _check_names(value, name):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple, set)) or not all(
+        isinstance(v, str) for v in value
+    ):
+        raise TypeError(
+            f"`{name}` must be a list of layer names. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(value)
+
+
+def _soft_targets(group):
+    """`(variable, axis, unit_index)` of the producers' kernels only.
+
+    The soft mask zeroes the filter weights and nothing else, as the SFP
+    reference code does (it masks the convolution weights): biases and
+    BatchNormalization parameters stay, so that the zeroed filters still get
+    gradients (a channel made exactly zero before a ReLU gets none).
+    """
+    targets = []
+    for path in group.layers:
+        layer = group.graph.layers[path]
+        name, axis = get_channel_rule(layer).filter_kernel(layer)
+        variable = {v.name: v for v in layer.weights}[name]
+        units = np.full(variable.shape[axis], -1, np.int64)
+        for u, unit in enumerate(group.units):
+            for unit_path, index in unit:
+                if unit_path == path:
+                    units[index] = u
+        targets.append((variable, axis, units))
+    return targets
+
+
+def _assign_mask(targets, keep):
+    extended = np.append(keep, True)  # index -1: not in this group
+    for variable, axis, units in targets:
+        mask = extended[units]
+        if mask.all():
+            continue
+        shape = [1] * len(variable.shape)
+        shape[axis] = len(mask)
+        mask = ops.reshape(ops.convert_to_tensor(mask), shape)
+        value = variable.value
+        variable.assign(ops.where(mask, value, ops.zeros_like(value)))
+
+
+def pruned_count(size, rate):
+    """`floor(size * rate)`, robust to float error, keeping one unit."""
+    return min(size - 1, int(math.floor(size * rate + 1e-9)))
+
+
+class SoftFilterPruning(keras.callbacks.Callback):
+    """Soft Filter Pruning (SFP): train and prune filters at the same time.
+
+    At the start of training and after every `frequency`-th epoch (and the
+    last), every prunable filter group of the model (see
+    `keras_dynfilt.pruning.filter_groups`: convolutions or dense layers whose
+    output channels meet in a residual add, MFM pairs, grouped convolutions
+    are one group with one shared mask) is ranked by `criterion` and its
+    `floor(N * rate)` weakest units get their filter weights (the
+    producers' kernel slices) zeroed, as in the reference code. The zeroed
+    filters keep training ("soft") and may come back at the next ranking;
+    biases and BatchNormalization parameters are left alone meanwhile, so
+    gradients still reach them. The last mask (after the last epoch, or at
+    the end of a run stopped early) is the engine's full mask
+    (`keras_dynfilt.pruning.apply_group_mask`: kernel slices, biases, and
+    the BatchNormalization gamma and beta of those channels, so that they
+    are exactly zero); after `fit`, `keras_dynfilt.pruning.compact(model)`
+    (or `compact_model()`) returns the physically smaller model computing
+    the same function as the masked one.
+
+    The callback writes `sparsity` (fraction of the selected groups'
+    producer filters zeroed by the latest mask) and `flops_fraction`
+    (multiply-adds of the compacted model over those of the full one, as
+    `keras_dynfilt.pruning.model_cost` counts them) into the epoch `logs`, so
+    `History`, `CSVLogger` and TensorBoard placed after it in the callback
+    list record them. Validation metrics of an epoch are computed by Keras
+    before that epoch's mask; evaluate after `fit` for the masked model.
+
+    With a `schedule` (tfmot's protocol, `schedule(step) -> (should_prune,
+    sparsity)`, e.g. `keras_dynfilt.callbacks.PolynomialDecay`), the
+    schedule is asked after every training batch with the number of
+    optimizer steps done, and the model is masked at `sparsity` whenever
+    `should_prune` is true, at the start of training when it is true there,
+    and at the end of training (so the final model is always masked);
+    `pruning_rate` and `frequency` are then not used.
+
+    Resuming (`keras.callbacks.BackupAndRestore`): no state is kept outside
+    the model. At the first epoch of every `fit` the callback reads the
+    model's zeroed units; if every group has exactly the number the current
+    rate asks for, that is the current mask (a backup written after the
+    mask, or a model already pruned), otherwise it masks afresh. Masks are a
+    deterministic function of the weights, so a run resumed from a backup
+    taken before or after an epoch's mask continues exactly as the
+    uninterrupted one when a mask is due at every epoch (`frequency=1`);
+    with `frequency > 1` a run resumed between two masks is masked at once.
+
+    Masking uses `keras.ops` and `Variable.assign` only: it runs on every
+    backend, and under `tf.distribute.MirroredStrategy` it updates every
+    replica's copy (callbacks run in cross-replica context).
+
+    Reference:
+    - [He et al., Soft Filter Pruning for Accelerating Deep Convolutional
+      Neural Networks (IJCAI 2018)](https://arxiv.org/abs/1808.06866)
+    - [He et al., Filter Pruning via Geometric Median for Deep Convolutional
+      Neural Networks Acceleration (CVPR 2019)](
+      https://arxiv.org/abs/1811.00250) (the `"fpgm"` criterion)
+
+    Args:
+        pruning_rate: Float in [0, 1), the fraction of each group's units
+            zeroed (`floor(N * rate)`, at least one unit kept), or a dict
+            mapping layer names to such rates: a group is pruned at the rate
+            of its named layers (coupled layers named with different rates
+            are an error) and left alone when none of its layers is named.
+        criterion: `"l2"` (the paper: L2 norm of the flattened filter),
+            `"l1"`, `"fpgm"` (filters nearest the geometric median of the
+            group, by the sum of Euclidean distances to the others), or a
+            callable mapping a `(N, D)` NumPy array of flattened filters to
+            `N` scores (the lowest are zeroed).
+        frequency: Integer >= 1, mask after every `frequency`-th epoch.
+        layers: Optional list of layer names: prune only the groups that
+            contain one of them (nested models' layers as `"outer/inner"`).
+        exclude: Optional list of layer names: never prune a group that
+            contains one of them.
+        schedule: Optional callable `schedule(step) -> (should_prune,
+            sparsity)` (tfmot's pruning-schedule protocol).
+        verbose: Integer, 1 prints a line at every mask.
+
+    Example:
+
+    >>> model = keras_dynfilt.models.resnet_cifar(20)
+    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+    ...     from_logits=True))
+    >>> sfp = keras_dynfilt.callbacks.SoftFilterPruning(pruning_rate=0.3)
+    >>> model.fit(x, y, epochs=10, callbacks=[sfp])
+    >>> small = sfp.compact_model()   # or keras_dynfilt.pruning.compact(model)
+    """
+
+    def __init__(
+        self,
+        pruning_rate=0.3,
+        criterion="l2",
+        frequency=1,
+        layers=None,
+        exclude=None,
+        schedule=None,
+        verbose=0,
+    ):
+        super().__init__()
+        if isinstance(pruning_rate, dict):
+            if not pruning_rate:
+                raise ValueError(
+                    "`pruning_rate` must not be an empty dict. "
+                    "Received: pruning_rate={}"
+                )
+            for key, value in pruning_rate.items():
+                if not isinstance(key, str):
+                    raise TypeError(
+                        "`pruning_rate` dict keys must be layer names. "
+                        f"Received: key {key!r} of type {type(key).__name__}"
+                    )
+                _check_rate(value, f"pruning_rate[{key!r}]")
+            self.pruning_rate = {k: float(v) for k, v in pruning_rate.items()}
+        else:
+            self.pruning_rate = _check_rate(pruning_rate)
+        if callable(criterion):
+            self._score = criterion
+        elif isinstance(criterion, str) and criterion.lower() in _CRITERIA:
+            criterion = criterion.lower()
+            self._score = _CRITERIA[criterion]
+        else:
+            raise ValueError(
+                f"`criterion` must be one of {CRITERIA} or a callable. "
+                f"Received: criterion={criterion!r}"
+            )
+        self.criterion = criterion
+        if (
+            isinstance(frequency, bool)
+            or not isinstance(frequency, numbers.Integral)
+            or frequency < 1
+        ):
+            raise ValueError(
+                "`frequency` must be a positive integer. "
+                f"Received: frequency={frequency!r}"
+            )
+        self.frequency = int(frequency)
+        self.layers = _check_names(layers, "layers")
+        self.exclude = _check_names(exclude, "exclude")
+        if schedule is not None and not callable(schedule):
+            raise TypeError(
+                "`schedule` must be a callable `schedule(step) -> "
+                "(should_prune, sparsity)`, e.g. keras_dynfilt.callbacks."
+                f"ConstantSparsity. Received: schedule={schedule!r}"
+            )
+        if schedule is not None and isinstance(self.pruning_rate, dict):
+            raise ValueError(
+                "Pass either a per-layer `pruning_rate` dict or a "
+                "`schedule` (one sparsity for every group), not both. "
+                f"Received: pruning_rate={pruning_rate!r}, "
+                f"schedule={schedule!r}"
+            )
+        self.schedule = schedule
+        self.verbose = verbose
+        self.groups = None
+        self.masks = None
+
+    # -- set-up -------------------------------------------------------------
+    def _matches(self, names, path):
+        return any(path == n or path.startswith(n + "/") for n in names)
+
+    def _check_known(self, graph, names, argument, prunable):
+        known = list(graph.layers)
+        producers = sorted({p for g in prunable for p in g.layers})
+        for name in names:
+            if not any(p == name or p.startswith(name + "/") for p in known):
+                raise ValueError(
+                    f"`{argument}` names {name!r}, which is not a layer of "
+                    f"model {self.model.name!r}. Prunable layers: {producers}"
+                )
+            if argument != "exclude" and not any(
+                self._matches([name], p) for p in producers
+            ):
+                raise ValueError(
+                    f"`{argument}` names {name!r}, which has no prunable "
+                    f"filters. Prunable layers: {producers}"
+                )
+
+    def _select_groups(self):
+        model = self.model
+        try:
+            groups = filter_groups(model, warn=False)
+        except TypeError as e:
+            raise TypeError(
+                f"SoftFilterPruning needs a functional or Sequential model. "
+                f"{e}"
+            ) from None
+        graph = groups.graph
+        if not groups:
+            barriers = "; ".join(
+                f"{b.layer} ({b.reason})" for b in groups.barriers
+            )
+            raise ValueError(
+                f"SoftFilterPruning found no prunable filters in model "
+                f"{model.name!r}: it needs convolutions or dense layers whose "
+                "output channels are not model outputs and reach only layers "
+                "the pruning engine understands."
+                + (f" Barrier layers: {barriers}" if barriers else "")
+            )
+        rates = self.pruning_rate
+        for names, argument in (
+            (self.layers or (), "layers"),
+            (self.exclude or (), "exclude"),
+            (rates if isinstance(rates, dict) else (), "pruning_rate"),
+        ):
+            self._check_known(graph, names, argument, groups)
+        selected = []
+        for group in groups:
+            if self.layers is not None and not any(
+                self._matches(self.layers, p) for p in group.layers
+            ):
+                continue
+            if self.exclude and any(
+                self._matches(self.exclude, p) for p in group.layers
+            ):
+                continue
+            rate = None
+            if isinstance(rates, dict):
+                named = {
+                    key: value
+                    for key, value in rates.items()
+                    for p in group.layers
+                    if self._matches([key], p)
+                }
+                if len(set(named.values())) > 1:
+                    raise ValueError(
+                        f"`pruning_rate` gives different rates to coupled "
+                        f"layers of group {group.name!r} (they share one "
+                        f"mask): {named}"
+                    )
+                if not named:
+                    continue
+                rate = next(iter(named.values()))
+            selected.append((group, rate))
+        if not selected:
+            raise ValueError(
+                f"SoftFilterPruning has no filter group left to prune in "
+                f"model {model.name!r} after `layers`={self.layers} and "
+                f"`exclude`={self.exclude}. Groups: "
+                f"{[g.name for g in groups]}"
+            )
+        return selected
+
+    # -- masking ------------------------------------------------------------
+    def _rate(self, group_rate, sparsity):
+        if self.schedule is not None:
+            return sparsity
+        return self.pruning_rate if group_rate is None else group_rate
+
+    def _targets(self, sparsity=None):
+        return [
+            pruned_count(g.size, self._rate(r, sparsity))
+            for g, r in self.groups
+        ]
+
+    def _sync_jax(self):
+        # The JAX trainer keeps the variables in its own state during an
+        # epoch; write them back so the masks apply to (and are picked up
+        # by) the next step.
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+
+    def _mask(self, sparsity=None, when="", final=False):
+        self._sync_jax()
+        masks = []
+        for (group, _), n in zip(self.groups, self._targets(sparsity)):
+            keep = np.ones(group.size, bool)
+            if n:
+                scores = np.asarray(
+                    self._score(group.filter_weights().astype("float64"))
+                ).reshape(-1)
+                if scores.shape != (group.size,):
+                    raise ValueError(
+                        f"`criterion` must return one score per filter "
+                        f"({group.size} for group {group.name!r}). Received: "
+                        f"{scores.shape[0]} scores"
+                    )
+                keep[np.argsort(scores, kind="stable")[:n]] = False
+            if final:
+                apply_group_mask(group, keep)
+            else:
+                if group not in self._soft:
+                    self._soft[group] = _soft_targets(group)
+                _assign_mask(self._soft[group], keep)
+            masks.append(keep)
+        self.masks = masks
+        self._final_done = final
+        if self.verbose:
+            stats = self._stats()
+            print(
+                f"SoftFilterPruning{when}: zeroed {stats['zeroed']} of "
+                f"{stats['filters']} filters in {len(self.groups)} groups "
+                f"(sparsity {stats['sparsity']:.3f}"
+                + (
+                    f", {100 * stats['flops_fraction']:.1f}% of the FLOPs"
+                    if stats.get("flops_fraction") is not None
+                    else ""
+                )
+                + ")"
+            )
+
+    def _adopt_existing(self, sparsity=None):
+        """Uses the zeroed units as the mask if they match the targets."""
+        masks = []
+        for (group, _), n in zip(self.groups, self._targets(sparsity)):
+            keep = np.any(group.filter_weights() != 0, axis=1)
+            if int((~keep).sum()) != n:
+                return False
+            masks.append(keep)
+        self.masks = masks
+        return True
+
+    def _stats(self):
+        filters = zeroed = 0
+        for (group, _), keep in zip(self.groups, self.masks):
+            per_unit = len(group.layers)
+            filters += group.size * per_unit
+            zeroed += int((~keep).sum()) * per_unit
+        stats = {
+            "filters": filters,
+            "zeroed": zeroed,
+            "sparsity": zeroed / filters,
+        }
+        key = tuple(int((~k).sum()) for k in self.masks)
+        if self._full_macs:
+            if key not in self._flops_cache:
+                small = compact(
+                    self.model,
+                    {g: k for (g, _), k in zip(self.groups, self.masks)},
+                )
+                self._flops_cache[key] = (
+                    model_cost(small).macs / self._full_macs
+                )
+                del small
+            stats["flops_fraction"] = self._flops_cache[key]
+        return stats
+
+    def _schedule(self):
+        should, sparsity = self.schedule(self._step)
+        should = bool(np.asarray(keras.ops.convert_to_numpy(should)))
+        sparsity = float(np.asarray(keras.ops.convert_to_numpy(sparsity)))
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(
+                "The `schedule` must return a sparsity in [0, 1). "
+                f"Received: sparsity={sparsity} at step {self._step}"
+            )
+        return should, sparsity
+
+    def _read_step(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return 0
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    # -- callback hooks -----------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.groups = self._select_groups()
+        self.masks = None
+        self._final_done = False
+        self._started = False
+        self._flops_cache = {}
+        self._soft = {}
+        try:
+            self._full_macs = model_cost(self.model).macs
+        except ValueError:
+            warnings.warn(
+                "SoftFilterPruning cannot count the FLOPs of a model whose "
+                "input shape is not fully defined; `flops_fraction` is not "
+                "logged.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._full_macs = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch of a fit (after BackupAndRestore restored the
+        # weights): the "training begin" mask, or the state of a resumed run.
+        self._epoch_start_step = self._read_step()
+        self._step = self._epoch_start_step
+        if self._started:
+            return
+        self._started = True
+        if self.schedule is None:
+            if not self._adopt_existing():
+                self._mask(when=f" (epoch {epoch + 1} begin)")
+            return
+        should, sparsity = self._schedule()
+        if not self._adopt_existing(sparsity) and (should or epoch > 0):
+            self._mask(sparsity, when=f" (step {self._step})")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.schedule is None:
+            return
+        self._step = self._epoch_start_step + batch + 1
+        should, sparsity = self._schedule()
+        if should:
+            self._mask(sparsity, when=f" (step {self._step})")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._final_done = False
+        last = self.params and epoch + 1 == self.params.get("epochs")
+        if self.schedule is None:
+            if (epoch + 1) % self.frequency == 0 or last:
+                self._mask(when=f" (epoch {epoch + 1} end)", final=last)
+        elif last:
+            self._step = self._read_step()
+            self._mask(
+                self._schedule()[1], when=f" (step {self._step})", final=True
+            )
+        if logs is not None and self.masks is not None:
+            stats = self._stats()
+            logs["sparsity"] = stats["sparsity"]
+            if "flops_fraction" in stats:
+                logs["flops_fraction"] = stats["flops_fraction"]
+
+    def on_train_end(self, logs=None):
+        # Training stopped early (EarlyStopping, ...): mask the final model.
+        if self._started and not self._final_done:
+            if self.schedule is None:
+                self._mask(when=" (train end)", final=True)
+            else:
+                self._step = self._read_step()
+                self._mask(
+                    self._schedule()[1], when=" (train end)", final=True
+                )
+
+    # -- results --------------------------------------------------------------
+    def compact_model(self):
+        """The physically smaller model, without the zeroed filters.
+
+        Re-applies the latest masks (a no-op right after `fit`) and returns
+        `keras_dynfilt.pruning.compact(model, masks)`: a new, uncompiled
+        Keras model computing the same function as the masked model.
+        """
+        if self.masks is None:
+            raise ValueError(
+                "`compact_model()` needs the masks of a `fit` run with this "
+                "callback; none has run yet."
+            )
+        masks = {}
+        for (group, _), keep in zip(self.groups, self.masks):
+            apply_group_mask(group, keep)
+            masks[group] = keep
+        return compact(self.model, masks)

@@ -1,0 +1,44 @@
+"""Smoke test of examples/pruning/train_sfp.py (tiny data, two steps)."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+pytestmark = pytest.mark.tensorflow
+pytest.importorskip("tensorflow")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load(relative):
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_sfp_smoke(tmp_path):
+    script = _load("examples/pruning/train_sfp.py")
+    out = tmp_path / "fpgm"
+    results = script.main([
+        "--dataset", "digits", "--method", "fpgm", "--depth", "8",
+        "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "32",
+        "--timing-repeats", "2", "--output-dir", str(out), "--verbose", "0",
+    ])
+    pruning = results["pruning"]
+    assert pruning["masked_accuracy"] == pruning["compacted_accuracy"]
+    assert pruning["max_abs_logit_difference"] <= 1e-4 * max(
+        1.0, pruning["max_abs_logit"]
+    )
+    assert 0.3 < pruning["flops_reduction"] < 0.6
+    assert results["history"]["sparsity"] == pytest.approx(
+        [results["history"]["sparsity"][0]] * 2
+    )
+    assert (out / "sfp_curves.png").exists()
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["pruning"]["compacted_params"] < on_disk["pruning"]["params"]
+    script.main(["--compare", str(tmp_path)])
+    assert (tmp_path / "sfp_comparison.png").exists()
