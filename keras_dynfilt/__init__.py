@@ -4,6 +4,6 @@ for Keras 3."""
 __version__ = "0.1.0.dev0"
 
 from keras_dynfilt import layers, models  # noqa: E402
-from keras_dynfilt.layers import MFM  # noqa: E402
+from keras_dynfilt.layers import MFM, FilterGenerator  # noqa: E402
 
-__all__ = ["MFM", "__version__", "layers", "models"]
+__all__ = ["MFM", "FilterGenerator", "__version__", "layers", "models"]

@@ -1,5 +1,6 @@
 """Keras layers of keras-dynfilt."""
 
+from keras_dynfilt.layers.filter_generator import FilterGenerator
 from keras_dynfilt.layers.mfm import MFM
 
-__all__ = ["MFM"]
+__all__ = ["FilterGenerator", "MFM"]
