@@ -61,7 +61,9 @@ class FilterGenerator(keras.layers.Layer):
     repository is much larger than `filters`, the `"patches"` path is
     cheaper: it builds the per-sample kernels and multiplies them with the
     image patches (`im2col` from strided slices, one batched matrix product).
-    `implementation="auto"` picks the path with the smaller estimated cost.
+    `implementation="auto"` takes the patches path only when it needs at
+    least 4x fewer multiply-adds than the mix (it pays off under XLA; in a
+    plain TensorFlow graph force `implementation="mix"`).
 
     Reference:
     - [Shen & Liu, Learning to generate filters for convolutional neural
@@ -327,14 +329,16 @@ class FilterGenerator(keras.layers.Layer):
             return self.implementation
         # Multiply-adds per output pixel: the static convolution with the M
         # base filters plus the mix, against the per-sample product with the
-        # patches (its gather costs about the same as a multiply-add per
-        # patch element, hence the `+ 1`).
+        # patches (plus one copy per patch element to gather them). The
+        # patches path runs at a fraction of the speed of a native
+        # convolution (benchmarks/filter_generator.py), so it is chosen only
+        # when it saves at least 4x the multiply-adds.
         patch_length = self.kernel_size[0] * self.kernel_size[1] * x_shape[-1]
         mix = patch_length * self.repository_size + (
             self.filters * self.repository_size
         )
         patches = patch_length * (self.filters + 1)
-        return "patches" if patches < mix else "mix"
+        return "patches" if 4 * patches <= mix else "mix"
 
     def _patches(self, x):
         (kh, kw), (sh, sw), (dh, dw) = (
