@@ -4,6 +4,17 @@ for Keras 3."""
 __version__ = "0.1.0.dev0"
 
 from keras_dynfilt import layers, models  # noqa: E402
-from keras_dynfilt.layers import MFM, FilterGenerator  # noqa: E402
+from keras_dynfilt.layers import (  # noqa: E402
+    MFM,
+    DimensionReduction,
+    FilterGenerator,
+)
 
-__all__ = ["MFM", "FilterGenerator", "__version__", "layers", "models"]
+__all__ = [
+    "MFM",
+    "DimensionReduction",
+    "FilterGenerator",
+    "__version__",
+    "layers",
+    "models",
+]
