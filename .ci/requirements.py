@@ -11,6 +11,7 @@ left out (the JAX environment).
 import argparse
 import pathlib
 import re
+
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def requirements(extras, tensorflow):
             if tensorflow == "none":
                 continue
             if tensorflow == "cpu":
-                req = "tensorflow-cpu" + req[len(name):]
+                req = "tensorflow-cpu" + req[len(name) :]
         out.append(req)
     return sorted(set(out))
 
@@ -52,7 +53,11 @@ def main():
     group.add_argument("--no-tensorflow", action="store_true")
     args = parser.parse_args()
     tensorflow = (
-        "cpu" if args.tensorflow_cpu else "none" if args.no_tensorflow else "gpu"
+        "cpu"
+        if args.tensorflow_cpu
+        else "none"
+        if args.no_tensorflow
+        else "gpu"
     )
     print("\n".join(requirements(args.extras, tensorflow)))
 

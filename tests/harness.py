@@ -166,7 +166,9 @@ class LayerConformance:
         model.save(path)
         restored = keras.saving.load_model(path, safe_mode=True)
         found = restored.predict(data, verbose=0)
-        for e, f in zip(keras.tree.flatten(expected), keras.tree.flatten(found)):
+        for e, f in zip(
+            keras.tree.flatten(expected), keras.tree.flatten(found)
+        ):
             np.testing.assert_allclose(f, e, rtol=1e-6, atol=1e-6)
         layer_types = {type(layer) for layer in restored.layers}
         assert self.layer_cls in layer_types
@@ -180,7 +182,9 @@ class LayerConformance:
         model.compile(
             optimizer=keras.optimizers.SGD(0.01), loss="mse", jit_compile=True
         )
-        before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+        before = [
+            keras.ops.convert_to_numpy(w) for w in model.trainable_weights
+        ]
         history = model.fit(
             data, targets, batch_size=batch, epochs=2, shuffle=False, verbose=0
         )
@@ -223,5 +227,8 @@ class LayerConformance:
         assert mirrored.num_replicas_in_sync == 2
         _, distributed = fit(mirrored, initial)
         np.testing.assert_allclose(
-            distributed, single, rtol=self.mirrored_rtol, atol=self.mirrored_atol
+            distributed,
+            single,
+            rtol=self.mirrored_rtol,
+            atol=self.mirrored_atol,
         )

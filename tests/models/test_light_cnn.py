@@ -20,11 +20,21 @@ def test_shapes_follow_the_input_size(input_shape):
 def test_full_width_structure_matches_lightcnn_9():
     model = light_cnn((128, 128, 1), 79077)
     convs = [
-        layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
     ]
     # conv1 + 4 groups x (1x1, 3x3), each producing 2x the MFM width.
     assert [c.filters for c in convs] == [
-        96, 96, 192, 192, 384, 384, 256, 256, 256
+        96,
+        96,
+        192,
+        192,
+        384,
+        384,
+        256,
+        256,
+        256,
     ]
     assert [c.kernel_size for c in convs] == [(5, 5)] + [(1, 1), (3, 3)] * 4
     assert sum(isinstance(layer, MFM) for layer in model.layers) == 10
@@ -61,8 +71,9 @@ def test_mirrored_strategy_same_loss():
 
     def fit(strategy, weights=None):
         with strategy.scope():
-            model = light_cnn((12, 12, 1), 3, width_multiplier=0.125,
-                              dropout=0.0)
+            model = light_cnn(
+                (12, 12, 1), 3, width_multiplier=0.125, dropout=0.0
+            )
             if weights is not None:
                 model.set_weights(weights)
             model.compile(
@@ -72,8 +83,9 @@ def test_mirrored_strategy_same_loss():
                 ),
             )
         initial = model.get_weights()
-        loss = model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
-                         verbose=0).history["loss"]
+        loss = model.fit(
+            x, y, batch_size=8, epochs=2, shuffle=False, verbose=0
+        ).history["loss"]
         return initial, loss
 
     initial, single = fit(tf.distribute.get_strategy())

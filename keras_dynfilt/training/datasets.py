@@ -1,0 +1,329 @@
+"""Image-classification datasets as `tf.data` pipelines, online and offline.
+
+Online, datasets come from tensorflow-datasets (`tfds`) as users expect.
+Offline, the same tfds builders are fed from local files: a builder subclass
+serves each file the builder would download from a local folder instead, so
+the features, splits and decoding are tfds's own and only the file source
+differs. (`tfds.load` with a `manual_dir` would reject recompressed files such
+as Debian's `dataset-fashion-mnist`, whose checksums differ.) Prepared local
+copies are cached under `~/.cache/keras_dynfilt/tensorflow_datasets`.
+"""
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import socket
+import urllib.parse
+
+import numpy as np
+
+# Where Debian's `dataset-fashion-mnist` package puts the IDX files.
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = TFDS_DATASETS + ("digits",)
+OFFLINE_ENV = "KERAS_DYNFILT_OFFLINE"
+CACHE_ENV = "KERAS_DYNFILT_CACHE"
+
+
+@dataclasses.dataclass
+class ImageData:
+    """Train and test pipelines of an image-classification dataset.
+
+    Attributes:
+        train: `tf.data.Dataset` of the training split, shuffled, batched by
+            the global batch size and prefetched.
+        test: `tf.data.Dataset` of the test split, batched and prefetched.
+        num_classes: Number of classes.
+        input_shape: `(height, width, channels)` of one image.
+        num_train: Number of training examples.
+        num_test: Number of test examples.
+        class_names: Class names, if the dataset has them.
+        source: Where the data came from (`"tfds"`, `"local:<dir>"`,
+            `"sklearn"`).
+        name: The dataset name.
+    """
+
+    train: object
+    test: object
+    num_classes: int
+    input_shape: tuple
+    num_train: int
+    num_test: int
+    class_names: list
+    source: str
+    name: str
+
+
+def resolve_dataset(name, data_dir=None):
+    """Resolves `"auto"`: Fashion-MNIST when local files exist, else digits."""
+    if name != "auto":
+        return name
+    if data_dir or os.path.isdir(DEBIAN_FASHION_MNIST):
+        return "fashion_mnist"
+    return "digits"
+
+
+def default_data_dir(name):
+    """The local folder used when `--data-dir` is not given, or None."""
+    if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST):
+        return DEBIAN_FASHION_MNIST
+    return None
+
+
+def _cache_dir():
+    return os.environ.get(CACHE_ENV) or os.path.join(
+        os.path.expanduser("~"),
+        ".cache",
+        "keras_dynfilt",
+        "tensorflow_datasets",
+    )
+
+
+class _LocalFiles:
+    """Stands in for tfds's DownloadManager: URLs map to files in a folder."""
+
+    def __init__(self, dl_manager, source_dir):
+        self._dl_manager = dl_manager
+        self._source_dir = pathlib.Path(source_dir)
+
+    def _local(self, url):
+        basename = os.path.basename(urllib.parse.urlparse(str(url)).path)
+        stem = basename[:-3] if basename.endswith(".gz") else basename
+        for candidate in (basename, stem, stem + ".gz"):
+            path = self._source_dir / candidate
+            if path.exists():
+                return path
+        raise FileNotFoundError(
+            f"`data_dir` has no file for {basename!r}. Expected one of "
+            f"{sorted({basename, stem})} in {str(self._source_dir)!r}. "
+            f"Found: {sorted(p.name for p in self._source_dir.iterdir())}"
+        )
+
+    def _map(self, fn, urls):
+        if isinstance(urls, dict):
+            return {k: fn(v) for k, v in urls.items()}
+        if isinstance(urls, (list, tuple)):
+            return type(urls)(fn(u) for u in urls)
+        return fn(urls)
+
+    def download(self, urls):
+        return self._map(self._local, urls)
+
+    def download_and_extract(self, urls):
+        def one(url):
+            path = self._local(url)
+            if path.is_dir() or path.suffix not in (".gz", ".zip", ".tar"):
+                return path
+            return self._dl_manager.extract(path)
+
+        return self._map(one, urls)
+
+    def __getattr__(self, name):
+        return getattr(self._dl_manager, name)
+
+
+def _local_builder(name, source_dir):
+    import tensorflow_datasets as tfds
+
+    base = type(tfds.builder(name, try_gcs=False))
+    source_dir = os.path.abspath(source_dir)
+
+    class LocalFilesBuilder(base, skip_registration=True):
+        def _split_generators(self, dl_manager):
+            return super()._split_generators(
+                _LocalFiles(dl_manager, source_dir)
+            )
+
+    LocalFilesBuilder.name = base.name
+    key = hashlib.sha1(source_dir.encode()).hexdigest()[:10]
+    return LocalFilesBuilder(
+        data_dir=os.path.join(_cache_dir(), f"local-{key}")
+    )
+
+
+def _check_online(name):
+    if os.environ.get(OFFLINE_ENV):
+        raise RuntimeError(
+            f"Dataset {name!r} is not prepared locally and {OFFLINE_ENV} is "
+            "set, so it will not be downloaded. Point `--data-dir` at local "
+            "files (e.g. --data-dir /usr/share/datasets/fashion-mnist from "
+            "Debian's dataset-fashion-mnist package) or use --dataset digits."
+        )
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3)
+    except OSError as error:
+        raise RuntimeError(
+            f"Dataset {name!r} is not prepared locally and the network is "
+            f"unreachable ({error}); tensorflow-datasets would retry for "
+            "minutes. Point `--data-dir` at local files (e.g. --data-dir "
+            "/usr/share/datasets/fashion-mnist) or use --dataset digits."
+        ) from None
+
+
+def _load_tfds(name, data_dir):
+    import tensorflow_datasets as tfds
+
+    if data_dir:
+        builder = _local_builder(name, data_dir)
+        source = f"local:{os.path.abspath(data_dir)}"
+    else:
+        builder = tfds.builder(name)
+        source = "tfds"
+        if not builder.is_prepared():
+            _check_online(name)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    info = builder.info
+    label = info.features["label"]
+    splits = {
+        split: builder.as_dataset(split=split, as_supervised=True)
+        for split in ("train", "test")
+    }
+    counts = {s: info.splits[s].num_examples for s in splits}
+    return (
+        splits,
+        counts,
+        label.num_classes,
+        list(label.names),
+        source,
+        tuple(info.features["image"].shape),
+    )
+
+
+def _load_digits():
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images[..., None] * 255.0 / 16.0).round().astype("uint8")
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        digits.target,
+        test_size=0.2,
+        random_state=0,
+        stratify=digits.target,
+    )
+    splits = {
+        "train": tf.data.Dataset.from_tensor_slices((x_train, y_train)),
+        "test": tf.data.Dataset.from_tensor_slices((x_test, y_test)),
+    }
+    counts = {"train": len(x_train), "test": len(x_test)}
+    names = [str(i) for i in range(10)]
+    return splits, counts, 10, names, "sklearn", (8, 8, 1)
+
+
+def load_image_data(
+    name,
+    batch_size,
+    data_dir=None,
+    seed=0,
+    map_fn=None,
+    augment=None,
+    shuffle_buffer=None,
+    limit_train=None,
+):
+    """Loads an image-classification dataset as batched `tf.data` pipelines.
+
+    Images come as float32 in [0, 1] of shape `(H, W, C)`, labels as int32
+    scalars. The training split is cached, shuffled (reshuffled every
+    epoch), optionally augmented, mapped and batched by the *global* batch
+    size; the test split is mapped and batched. Both are prefetched.
+
+    Args:
+        name: `"mnist"`, `"fashion_mnist"`, `"cifar10"` (tensorflow-datasets,
+            or local files with `data_dir`), `"digits"` (scikit-learn's
+            bundled 8x8 digits, always offline) or `"auto"` (Fashion-MNIST
+            from Debian's package when installed, else digits).
+        batch_size: Global batch size (all replicas together).
+        data_dir: Folder with the files tfds would download (for MNIST and
+            Fashion-MNIST the four IDX files, `.gz` or not; for CIFAR-10
+            `cifar-10-binary.tar.gz`). `None` uses Debian's Fashion-MNIST
+            folder when present, else tensorflow-datasets online.
+        seed: Shuffle seed.
+        map_fn: Optional `fn(image, label) -> element`, applied to both
+            splits before batching (e.g. to build multi-task targets).
+        augment: Optional `fn(image, label) -> (image, label)`, applied to
+            the training split only, before `map_fn`.
+        shuffle_buffer: Shuffle buffer size; defaults to the whole split.
+        limit_train: Optional number of training examples to keep (for
+            smoke tests and quick runs).
+
+    Returns:
+        An `ImageData`.
+    """
+    import tensorflow as tf
+
+    name = resolve_dataset(name, data_dir)
+    if name not in DATASETS:
+        raise ValueError(
+            f"`name` must be one of {list(DATASETS) + ['auto']}. "
+            f"Received: name={name!r}"
+        )
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or (batch_size < 1)
+    ):
+        raise ValueError(
+            "`batch_size` must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise ValueError(
+            "`data_dir` must be an existing folder. "
+            f"Received: data_dir={data_dir!r}"
+        )
+    if name == "digits":
+        splits, counts, num_classes, names, source, shape = _load_digits()
+    else:
+        data_dir = data_dir or default_data_dir(name)
+        splits, counts, num_classes, names, source, shape = _load_tfds(
+            name, data_dir
+        )
+
+    def to_float(image, label):
+        return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
+
+    train = splits["train"]
+    if limit_train:
+        train = train.take(limit_train)
+        counts["train"] = min(counts["train"], limit_train)
+    train = train.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    train = train.shuffle(
+        shuffle_buffer or counts["train"],
+        seed=seed,
+        reshuffle_each_iteration=True,
+    )
+    if augment is not None:
+        train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    test = splits["test"].map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    test = test.cache()
+    if map_fn is not None:
+        train = train.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+        test = test.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    test = test.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ImageData(
+        train=train,
+        test=test,
+        num_classes=int(num_classes),
+        input_shape=tuple(int(d) for d in shape),
+        num_train=int(counts["train"]),
+        num_test=int(counts["test"]),
+        class_names=names,
+        source=source,
+        name=name,
+    )
+
+
+def numpy_split(data, split="test"):
+    """Materialises one split of an `ImageData` as NumPy arrays."""
+    dataset = getattr(data, split)
+    xs, ys = [], []
+    for x, y in dataset.as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)

@@ -1,0 +1,352 @@
+"""The command line and the run record shared by every example script."""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_dynfilt.training.datasets import DATASETS, load_image_data
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def example_argument_parser(
+    description, dataset="auto", epochs=10, batch_size=128, output_dir=None
+):
+    """An `argparse.ArgumentParser` with the flags every example shares.
+
+    `--dataset`, `--data-dir`, `--epochs`, `--batch-size` (global, split
+    across replicas), `--seed`, `--strategy {auto,default,mirrored,
+    multi_worker}`, `--cpu-replicas N` (split the CPU into N logical devices,
+    for trying MirroredStrategy without GPUs), `--jit-compile
+    {auto,true,false}`, `--mixed-precision`, `--deterministic`,
+    `--output-dir`, `--steps-per-epoch` and `--limit-train` (for smoke runs)
+    and `--verbose`. Scripts add their own flags to the returned parser.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--dataset",
+        default=dataset,
+        choices=list(DATASETS) + ["auto"],
+        help="'auto': Fashion-MNIST from Debian's package when installed, "
+        "else scikit-learn's digits",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the dataset's files (offline); default: Debian's "
+        "Fashion-MNIST folder when present, else tensorflow-datasets online",
+    )
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help="global batch size (all replicas together)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    parser.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=0,
+        help="split the CPU into this many logical devices (0: leave as is)",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help="XLA; 'auto' resolves as Keras does (off on CPU)",
+    )
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="tf.config.experimental.enable_op_determinism()",
+    )
+    parser.add_argument(
+        "--output-dir", default=output_dir or os.path.join("runs", "latest")
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="limit each epoch (smoke runs)",
+    )
+    parser.add_argument(
+        "--limit-train",
+        type=int,
+        default=None,
+        help="use only this many training examples (smoke runs)",
+    )
+    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    return parser
+
+
+def _make_strategy(name):
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            # No GPU: mirror over the logical CPUs (see --cpu-replicas).
+            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+            return tf.distribute.MirroredStrategy(cpus)
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "`--strategy multi_worker` reads the cluster from the "
+                "TF_CONFIG environment variable, which is not set. "
+                "Received: strategy='multi_worker'"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    # auto: every local GPU when there are several, else the default.
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch's training part (without validation)."""
+
+    def on_train_begin(self, logs=None):
+        self.epoch_seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if hasattr(self, "_start"):
+            self.epoch_seconds.append(time.perf_counter() - self._start)
+            del self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if hasattr(self, "_start"):
+            self.epoch_seconds.append(time.perf_counter() - self._start)
+            del self._start
+
+
+class ExperimentRun:
+    """One example run: set-up from the shared flags, then its record.
+
+    Creating it seeds every generator, sets the dtype policy, op determinism
+    and the logical CPU devices, and builds the distribution strategy; so
+    create it before building any model. `finish` writes `results.json`
+    (arguments, versions, devices and replicas, per-epoch history, test
+    metrics, wall time, examples per second) and `learning_curves.png` into
+    `--output-dir`.
+
+    Args:
+        args: The parsed `argparse.Namespace` of `example_argument_parser`.
+    """
+
+    def __init__(self, args):
+        import tensorflow as tf
+
+        self.args = args
+        self.start_time = time.perf_counter()
+        for flag in ("epochs", "batch_size"):
+            value = getattr(args, flag)
+            if value < 1:
+                raise ValueError(
+                    f"`--{flag.replace('_', '-')}` must be a positive "
+                    f"integer. Received: {value}"
+                )
+        if args.cpu_replicas and args.cpu_replicas > 1:
+            cpus = tf.config.list_physical_devices("CPU")
+            try:
+                tf.config.set_logical_device_configuration(
+                    cpus[0],
+                    [tf.config.LogicalDeviceConfiguration()]
+                    * args.cpu_replicas,
+                )
+            except RuntimeError:
+                # Already initialised (tests configure the devices early).
+                pass
+        keras.utils.set_random_seed(args.seed)
+        if args.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        if args.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        self.strategy = _make_strategy(args.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        self.jit_compile = {"auto": "auto", "true": True, "false": False}[
+            args.jit_compile
+        ]
+        os.makedirs(args.output_dir, exist_ok=True)
+        self._timer = _EpochTimer()
+        self.data = None
+        self.model = None
+
+    @property
+    def is_chief(self):
+        """False on non-chief workers of a multi-worker run."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return True
+        return resolver.task_type == "chief" or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+        )
+
+    def load_data(self, map_fn=None, augment=None):
+        """Loads `--dataset` as an `ImageData` batched by the global batch."""
+        self.data = load_image_data(
+            self.args.dataset,
+            batch_size=self.args.batch_size,
+            data_dir=self.args.data_dir,
+            seed=self.args.seed,
+            map_fn=map_fn,
+            augment=augment,
+            limit_train=self.args.limit_train,
+        )
+        return self.data
+
+    def compile(self, model, **compile_kwargs):
+        """`model.compile(**compile_kwargs)` with `--jit-compile` applied.
+
+        Under a strategy with several replicas and `--jit-compile true`, the
+        per-replica step is compiled with XLA and the all-reduce runs outside
+        it (`keras_dynfilt.training.compile_replica_jit`); Keras alone fails
+        there (keras-team/keras#19005). Call it under `strategy.scope()`.
+        """
+        from keras_dynfilt.training.replica_jit import compile_replica_jit
+
+        compile_replica_jit(
+            model, jit_compile=self.jit_compile, **compile_kwargs
+        )
+        self.model = model
+        return model
+
+    def callbacks(self, extra=()):
+        """Callbacks every run uses (epoch timing), plus `extra`."""
+        return [self._timer, *extra]
+
+    def describe(self):
+        """Versions, devices and strategy, as recorded in `results.json`."""
+        import tensorflow as tf
+
+        import keras_dynfilt
+
+        model = self.model
+        return {
+            "versions": {
+                "keras_dynfilt": keras_dynfilt.__version__,
+                "keras": keras.__version__,
+                "tensorflow": tf.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "backend": keras.backend.backend(),
+            "devices": [d.name for d in tf.config.list_logical_devices()],
+            "strategy": type(self.strategy).__name__,
+            "num_replicas": self.num_replicas,
+            "jit_compile": {
+                "requested": self.args.jit_compile,
+                "resolved": None if model is None else model.jit_compile,
+                "per_replica_xla": bool(getattr(model, "_replica_jit", False)),
+            },
+            "dtype_policy": keras.config.dtype_policy().name,
+            "platform": platform.platform(),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        }
+
+    def finish(self, history=None, test_metrics=None, extra=None, plot=True):
+        """Writes `results.json` (and the learning-curve PNG); returns it."""
+        wall = time.perf_counter() - self.start_time
+        hist = (
+            {}
+            if history is None
+            else {
+                k: [float(v) for v in vals]
+                for k, vals in history.history.items()
+            }
+        )
+        epoch_seconds = list(getattr(self._timer, "epoch_seconds", []))
+        examples = None
+        if self.data is not None and epoch_seconds:
+            steps = self.args.steps_per_epoch
+            per_epoch = (
+                min(self.data.num_train, steps * self.args.batch_size)
+                if steps
+                else self.data.num_train
+            )
+            examples = per_epoch * len(epoch_seconds) / sum(epoch_seconds)
+        results = {
+            "arguments": vars(self.args),
+            **self.describe(),
+            "dataset": None
+            if self.data is None
+            else {
+                "name": self.data.name,
+                "source": self.data.source,
+                "num_train": self.data.num_train,
+                "num_test": self.data.num_test,
+                "input_shape": list(self.data.input_shape),
+                "num_classes": self.data.num_classes,
+            },
+            "history": hist,
+            "epoch_seconds": epoch_seconds,
+            "test": {k: float(v) for k, v in (test_metrics or {}).items()},
+            "wall_seconds": wall,
+            "train_examples_per_second": examples,
+            **(extra or {}),
+        }
+        if self.is_chief:
+            path = os.path.join(self.args.output_dir, "results.json")
+            with open(path, "w") as f:
+                json.dump(results, f, indent=2, default=_json_default)
+            if plot and hist:
+                plot_history(
+                    hist,
+                    os.path.join(self.args.output_dir, "learning_curves.png"),
+                )
+        return results
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def plot_history(history, path, title=None):
+    """Saves a PNG of every metric of a Keras history dict, train vs val."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is the `plot` extra
+        return None
+    names = [k for k in history if not k.startswith("val_")]
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(4 * len(names), 3.2), squeeze=False
+    )
+    for ax, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

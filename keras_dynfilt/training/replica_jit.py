@@ -1,0 +1,196 @@
+"""MirroredStrategy and XLA together.
+
+With Keras 3 on TensorFlow, `model.compile(jit_compile=True)` wraps the
+whole `strategy.run(train_step)` in one XLA function. Under a strategy with
+two or more replicas that single cluster touches every replica's variables
+and TensorFlow refuses it ("Trying to access resource ... located in device
+CPU:1 from device CPU:0", keras-team/keras#19005).
+
+The fix here compiles only what is local to a replica — the forward pass,
+the loss and the gradients — with XLA, once per replica, and leaves the
+cross-replica work (the gradient all-reduce inside `apply_gradients`, the
+metric updates) to ordinary TensorFlow graph code outside XLA.
+"""
+
+import keras
+import tensorflow as tf
+from keras.src.losses import (
+    loss as loss_module,  # unscale_loss_for_distribution
+)
+from keras.src.trainers.data_adapters import data_adapter_utils
+
+
+def _multi_replica():
+    return tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+def _loss_and_gradients(model, x, y, sample_weight):
+    with tf.GradientTape() as tape:
+        if model._call_has_training_arg:
+            y_pred = model(x, training=True)
+        else:
+            y_pred = model(x)
+        loss = model._compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=True,
+        )
+        scaled = model.optimizer.scale_loss(loss) if model.optimizer else loss
+    gradients = tape.gradient(scaled, model.trainable_weights)
+    return loss, y_pred, gradients
+
+
+def replica_jit_gradients(model, x, y=None, sample_weight=None):
+    """Loss, predictions and gradients of one replica's batch, under XLA.
+
+    The function is compiled with `tf.function(jit_compile=True)` once per
+    model and called inside `strategy.run`, so each replica gets its own XLA
+    cluster that touches only its own copies of the variables.
+    """
+    fn = getattr(model, "_replica_grad_fn", None)
+    if fn is None:
+        fn = tf.function(
+            lambda x, y, sw: _loss_and_gradients(model, x, y, sw),
+            jit_compile=True,
+            reduce_retracing=True,
+        )
+        model._replica_grad_fn = fn
+    return fn(x, y, sample_weight)
+
+
+def replica_jit_train_step(model, data):
+    """Keras's default `train_step` with the replica-local part under XLA."""
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    loss, y_pred, gradients = replica_jit_gradients(model, x, y, sample_weight)
+    model._loss_tracker.update_state(
+        loss_module.unscale_loss_for_distribution(loss),
+        sample_weight=tf.shape(
+            next(i for i in keras.tree.flatten(x) if i is not None)
+        )[0],
+    )
+    if model.trainable_weights:
+        # Outside XLA: apply_gradients all-reduces across replicas.
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def _has_custom_train_step(model):
+    return type(model).train_step is not keras.Model.train_step and not (
+        isinstance(model, ReplicaJitMixin)
+    )
+
+
+def compile_replica_jit(model, *args, jit_compile="auto", **kwargs):
+    """`model.compile(...)` that makes MirroredStrategy + XLA work in place.
+
+    With `jit_compile=True` under a strategy with more than one replica, the
+    model is compiled with `jit_compile=False` and its `train_step` is
+    replaced (on this instance only) by `replica_jit_train_step`, which runs
+    the per-replica forward and backward pass under XLA. Otherwise this is
+    exactly `model.compile(*args, jit_compile=jit_compile, **kwargs)`.
+
+    Models with their own `train_step` should subclass `ReplicaJitMixin`
+    and call `self.replica_jit_gradients(...)` instead; passing one here with
+    `jit_compile=True` under several replicas raises a `TypeError`.
+
+    Returns:
+        The model, compiled.
+    """
+    if isinstance(model, ReplicaJitMixin):
+        model.compile(*args, jit_compile=jit_compile, **kwargs)
+        return model
+    if jit_compile is True and _multi_replica():
+        if _has_custom_train_step(model):
+            raise TypeError(
+                f"{type(model).__name__} defines its own `train_step`, which "
+                "compile_replica_jit cannot rewrite. Subclass "
+                "keras_dynfilt.training.ReplicaJitMixin and compute gradients "
+                "with `self.replica_jit_gradients(x, y, sample_weight)`. "
+                f"Received: model={model.name!r}"
+            )
+        model.compile(*args, jit_compile=False, **kwargs)
+        model._replica_grad_fn = None
+        model.train_step = lambda data: replica_jit_train_step(model, data)
+        model._replica_jit = True
+        return model
+    model.compile(*args, jit_compile=jit_compile, **kwargs)
+    return model
+
+
+class ReplicaJitMixin:
+    """Mixin for `keras.Model` subclasses: per-replica XLA training steps.
+
+    `compile(jit_compile=True)` under a `tf.distribute` strategy with more
+    than one replica compiles the per-replica forward and backward pass with
+    XLA and applies the all-reduced gradients outside XLA; everywhere else
+    (one replica, `jit_compile=False`, other backends' semantics) it behaves
+    exactly like `keras.Model.compile`.
+
+    Custom `train_step`s keep working: call
+    `self.replica_jit_gradients(x, y, sample_weight)` to get
+    `(loss, y_pred, gradients)` computed with per-replica XLA when enabled,
+    then apply them as usual.
+    """
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        self._replica_jit = bool(jit_compile is True and _multi_replica())
+        if self._replica_jit:
+            # The outer step stays a plain tf.function; XLA goes inside.
+            jit_compile = False
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        self._replica_grad_fn = None
+
+    @property
+    def replica_jit(self):
+        """True when training steps use per-replica XLA compilation."""
+        return getattr(self, "_replica_jit", False)
+
+    def replica_jit_gradients(self, x, y=None, sample_weight=None):
+        """Loss, predictions and gradients of one replica's batch.
+
+        Compiled with XLA per replica when the model was compiled with
+        `jit_compile=True` under a multi-replica strategy; otherwise traced
+        into the surrounding step function as usual.
+        """
+        if not self.replica_jit:
+            return _loss_and_gradients(self, x, y, sample_weight)
+        return replica_jit_gradients(self, x, y, sample_weight)
+
+    def train_step(self, data):
+        if not self.replica_jit:
+            return super().train_step(data)
+        return replica_jit_train_step(self, data)
+
+
+@keras.saving.register_keras_serializable(package="keras_dynfilt")
+class ReplicaJitModel(ReplicaJitMixin, keras.Model):
+    """A `keras.Model` that trains with MirroredStrategy *and* XLA.
+
+    Build it like a functional model (`ReplicaJitModel(inputs, outputs)`) or
+    wrap an existing one with `ReplicaJitModel.wrap(model)`; then
+    `compile(..., jit_compile=True)` under `strategy.scope()`. See
+    `ReplicaJitMixin` for the mechanism and for custom `train_step`s.
+
+    Example:
+
+    ```python
+    strategy = tf.distribute.MirroredStrategy()
+    with strategy.scope():
+        base = keras_dynfilt.models.light_cnn((28, 28, 1), 10)
+        model = keras_dynfilt.training.ReplicaJitModel.wrap(base)
+        model.compile("adam", loss, jit_compile=True)
+    model.fit(dataset, epochs=2)
+    ```
+    """
+
+    @classmethod
+    def wrap(cls, model):
+        """A `ReplicaJitModel` sharing `model`'s layers and weights."""
+        if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
+            raise TypeError(
+                "`model` must be a functional or Sequential keras.Model. "
+                f"Received: model={model!r}"
+            )
+        return cls(model.inputs, model.outputs, name=model.name)
