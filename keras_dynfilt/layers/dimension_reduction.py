@@ -60,6 +60,8 @@ class DimensionReduction(keras.layers.Layer):
             `None` (default) keeps the input's channel count, as the paper
             does.
         negative_slope: Float >= 0, the LeakyReLU slope for negative inputs.
+        momentum: Float in [0, 1), the batch-normalization momentum
+            (default 0.9: PyTorch's default of 0.1 in Keras's convention).
         kernel_initializer: Initializer of the convolution and dense kernels.
         kernel_regularizer: Optional regularizer of those kernels.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
@@ -88,6 +90,7 @@ class DimensionReduction(keras.layers.Layer):
         units,
         filters=None,
         negative_slope=0.01,
+        momentum=0.9,
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
         **kwargs,
@@ -114,8 +117,18 @@ class DimensionReduction(keras.layers.Layer):
                 "`negative_slope` must be a number >= 0. "
                 f"Received: negative_slope={negative_slope!r}"
             )
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum < 1
+        ):
+            raise ValueError(
+                "`momentum` must be a number in [0, 1). "
+                f"Received: momentum={momentum!r}"
+            )
         self.units = units
         self.filters = filters
+        self.momentum = float(momentum)
         self.negative_slope = float(negative_slope)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -134,7 +147,9 @@ class DimensionReduction(keras.layers.Layer):
                 name=f"{name}_conv",
                 **common,
             ),
-            keras.layers.BatchNormalization(name=f"{name}_bn", **common),
+            keras.layers.BatchNormalization(
+                momentum=self.momentum, name=f"{name}_bn", **common
+            ),
             keras.layers.LeakyReLU(
                 self.negative_slope, name=f"{name}_lrelu", **common
             ),
@@ -192,6 +207,7 @@ class DimensionReduction(keras.layers.Layer):
             "units": self.units,
             "filters": self.filters,
             "negative_slope": self.negative_slope,
+            "momentum": self.momentum,
             "kernel_initializer": keras.initializers.serialize(
                 self.kernel_initializer
             ),

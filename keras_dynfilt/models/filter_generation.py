@@ -64,6 +64,7 @@ def filter_generation_network(
     kernel_size=5,
     filter_generation=True,
     negative_slope=0.01,
+    batch_norm_momentum=0.9,
     name=None,
 ):
     """Builds the paper's MNIST network, with or without filter generation.
@@ -111,6 +112,8 @@ def filter_generation_network(
             convolution of the autoencoder and the prediction network.
         filter_generation: Boolean; `False` builds the static baseline.
         negative_slope: Float >= 0, the LeakyReLU slope.
+        batch_norm_momentum: Float in [0, 1), the momentum of every batch
+            normalization (0.9 is PyTorch's default, 0.1 in its convention).
         name: Optional model name.
 
     Returns:
@@ -195,7 +198,7 @@ def filter_generation_network(
             name=f"enc{level}_conv",
         )
         layers[f"enc{level}_bn"] = keras.layers.BatchNormalization(
-            name=f"enc{level}_bn"
+            momentum=batch_norm_momentum, name=f"enc{level}_bn"
         )
         layers[f"enc{level}_lrelu"] = keras.layers.LeakyReLU(
             negative_slope, name=f"enc{level}_lrelu"
@@ -203,6 +206,7 @@ def filter_generation_network(
         layers[f"reduce{level}"] = DimensionReduction(
             encoder_filters,
             negative_slope=negative_slope,
+            momentum=batch_norm_momentum,
             name=f"reduce{level}",
         )
     vectors, x = _feature_vectors(layers.__getitem__, image, depth)
@@ -218,7 +222,9 @@ def filter_generation_network(
                 padding="same",
                 name=f"dec{level}_conv",
             )(x)
-            x = keras.layers.BatchNormalization(name=f"dec{level}_bn")(x)
+            x = keras.layers.BatchNormalization(
+                momentum=batch_norm_momentum, name=f"dec{level}_bn"
+            )(x)
             x = keras.layers.LeakyReLU(
                 negative_slope, name=f"dec{level}_lrelu"
             )(x)

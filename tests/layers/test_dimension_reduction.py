@@ -10,7 +10,8 @@ from tests.harness import LayerConformance
 
 class TestDimensionReductionConformance(LayerConformance):
     layer_cls = DimensionReduction
-    init_kwargs = {"units": 3, "filters": 4, "negative_slope": 0.1}
+    init_kwargs = {"units": 3, "filters": 4, "negative_slope": 0.1,
+                   "momentum": 0.8}
     expected_output_shape = (4, 3)
 
     def make_inputs(self):
@@ -146,6 +147,8 @@ def test_top_level_export():
         ({"units": 2, "filters": 0}, r"`filters` must be None or.*filters=0"),
         ({"units": 2, "negative_slope": -0.1},
          r"`negative_slope` must be a number >= 0.*-0\.1"),
+        ({"units": 2, "momentum": 1.0},
+         r"`momentum` must be a number in \[0, 1\).*1\.0"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, match):
