@@ -61,9 +61,11 @@ class FilterGenerator(keras.layers.Layer):
     repository is much larger than `filters`, the `"patches"` path is
     cheaper: it builds the per-sample kernels and multiplies them with the
     image patches (`im2col` from strided slices, one batched matrix product).
-    `implementation="auto"` takes the patches path only when it needs at
-    least 4x fewer multiply-adds than the mix (it pays off under XLA; in a
-    plain TensorFlow graph force `implementation="mix"`).
+    That path only pays off when XLA compiles it: `implementation="auto"`
+    takes it on the JAX backend when it needs fewer multiply-adds than the
+    mix, and always takes the mix on TensorFlow (whose default on CPU is a
+    graph without XLA); with `jit_compile=True` on TensorFlow and
+    `repository_size` well above `filters`, pass `implementation="patches"`.
 
     Reference:
     - [Shen & Liu, Learning to generate filters for convolutional neural
@@ -327,18 +329,22 @@ class FilterGenerator(keras.layers.Layer):
     def _select_implementation(self, x_shape):
         if self.implementation != "auto":
             return self.implementation
-        # Multiply-adds per output pixel: the static convolution with the M
-        # base filters plus the mix, against the per-sample product with the
-        # patches (plus one copy per patch element to gather them). The
-        # patches path runs at a fraction of the speed of a native
-        # convolution (benchmarks/filter_generator.py), so it is chosen only
-        # when it saves at least 4x the multiply-adds.
+        if keras.backend.backend() != "jax":
+            # Measured (benchmarks/filter_generator.py): in a TensorFlow
+            # graph without XLA, Keras's default on CPU, the patches path is
+            # always slower than the mix.
+            return "mix"
+        # JAX always compiles with XLA, where gathering the patches is cheap:
+        # compare the multiply-adds per output pixel of the static
+        # convolution with the M base filters plus the mix against those of
+        # the per-sample product with the patches (plus one copy per patch
+        # element to gather them).
         patch_length = self.kernel_size[0] * self.kernel_size[1] * x_shape[-1]
         mix = patch_length * self.repository_size + (
             self.filters * self.repository_size
         )
         patches = patch_length * (self.filters + 1)
-        return "patches" if 4 * patches <= mix else "mix"
+        return "patches" if patches < mix else "mix"
 
     def _patches(self, x):
         (kh, kw), (sh, sw), (dh, dw) = (
