@@ -47,7 +47,8 @@ def lookup(result, dotted):
 def varying_arguments(runs):
     keys = set().union(*(r.get("arguments", {}) for r in runs)) - IGNORED
     return sorted(
-        k for k in keys
+        k
+        for k in keys
         if len({json.dumps(r["arguments"].get(k)) for r in runs}) > 1
     )
 

@@ -20,7 +20,10 @@ from keras_dynfilt import training
 
 def main(argv=None):
     parser = training.example_argument_parser(
-        __doc__.splitlines()[0], dataset="auto", epochs=3, batch_size=128,
+        __doc__.splitlines()[0],
+        dataset="auto",
+        epochs=3,
+        batch_size=128,
         output_dir="runs/lightcnn",
     )
     parser.add_argument("--width-multiplier", type=float, default=0.25)

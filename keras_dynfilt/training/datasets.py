@@ -161,6 +161,17 @@ def _check_online(name):
         ) from None
 
 
+def _num_examples(info, split, dataset):
+    try:
+        return info.splits[split].num_examples
+    except KeyError:
+        # No split metadata (e.g. under tfds.testing.mock_data): count.
+        count = int(dataset.cardinality())
+        if count < 0:
+            count = int(dataset.reduce(0, lambda n, _: n + 1))
+        return count
+
+
 def _load_tfds(name, data_dir):
     import tensorflow_datasets as tfds
 
@@ -181,7 +192,7 @@ def _load_tfds(name, data_dir):
         split: builder.as_dataset(split=split, as_supervised=True)
         for split in ("train", "test")
     }
-    counts = {s: info.splits[s].num_examples for s in splits}
+    counts = {s: _num_examples(info, s, ds) for s, ds in splits.items()}
     return (
         splits,
         counts,

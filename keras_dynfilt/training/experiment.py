@@ -329,6 +329,7 @@ def plot_history(history, path, title=None):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:  # matplotlib is the `plot` extra
         return None
     names = [k for k in history if not k.startswith("val_")]
@@ -341,6 +342,7 @@ def plot_history(history, path, title=None):
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker="o", label="test")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()

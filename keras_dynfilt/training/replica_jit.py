@@ -12,6 +12,8 @@ cross-replica work (the gradient all-reduce inside `apply_gradients`, the
 metric updates) to ordinary TensorFlow graph code outside XLA.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 from keras.src.losses import (
@@ -76,6 +78,50 @@ def replica_jit_train_step(model, data):
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
+def _is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def local_symbolic_build(model, iterator=None, data_batch=None):
+    """Keras's pre-`fit` symbolic build, without a cross-worker reduce.
+
+    Keras builds the model from the first distributed batch by *reducing* it
+    across replicas in eager mode, which `MultiWorkerMirroredStrategy`
+    rejects ("Attempt to convert a value (PerReplica ...)", Keras 3 with
+    multi-worker training, keras-team/keras#20585). The build only needs the
+    batch's structure and dtypes, so this takes one local replica's values.
+    """
+    strategy = model.distribute_strategy
+    if iterator is not None and data_batch is None:
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = keras.tree.map_structure(
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                batch,
+            )
+            break
+    with strategy.scope():
+        model._symbolic_build(data_batch=data_batch)
+
+
+def vectorize_logs(logs):
+    """Gives scalar step outputs shape (1,) for a multi-worker reduce.
+
+    Keras 3 reduces each step's logs across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar
+    metric values every step returns ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). With shape (1,) the same reduce is the mean
+    over replicas, as on one worker.
+    """
+    return keras.tree.map_structure(
+        lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs
+    )
+
+
 def _has_custom_train_step(model):
     return type(model).train_step is not keras.Model.train_step and not (
         isinstance(model, ReplicaJitMixin)
@@ -90,6 +136,8 @@ def compile_replica_jit(model, *args, jit_compile="auto", **kwargs):
     replaced (on this instance only) by `replica_jit_train_step`, which runs
     the per-replica forward and backward pass under XLA. Otherwise this is
     exactly `model.compile(*args, jit_compile=jit_compile, **kwargs)`.
+    Under `MultiWorkerMirroredStrategy` the pre-`fit` symbolic build is also
+    replaced by `local_symbolic_build` (Keras 3 cannot `fit` there without).
 
     Models with their own `train_step` should subclass `ReplicaJitMixin`
     and call `self.replica_jit_gradients(...)` instead; passing one here with
@@ -101,6 +149,13 @@ def compile_replica_jit(model, *args, jit_compile="auto", **kwargs):
     if isinstance(model, ReplicaJitMixin):
         model.compile(*args, jit_compile=jit_compile, **kwargs)
         return model
+    multi_worker = _is_multi_worker(tf.distribute.get_strategy())
+    if multi_worker:
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: (
+            local_symbolic_build(model, iterator, data_batch)
+        )
+        test_step = model.test_step
+        model.test_step = lambda data: vectorize_logs(test_step(data))
     if jit_compile is True and _multi_replica():
         if _has_custom_train_step(model):
             raise TypeError(
@@ -112,10 +167,17 @@ def compile_replica_jit(model, *args, jit_compile="auto", **kwargs):
             )
         model.compile(*args, jit_compile=False, **kwargs)
         model._replica_grad_fn = None
-        model.train_step = lambda data: replica_jit_train_step(model, data)
         model._replica_jit = True
-        return model
-    model.compile(*args, jit_compile=jit_compile, **kwargs)
+        step = functools.partial(replica_jit_train_step, model)
+    else:
+        model.compile(*args, jit_compile=jit_compile, **kwargs)
+        step = None
+    if multi_worker:
+        base = step or model.train_step
+        step = lambda data: vectorize_logs(base(data))  # noqa: E731
+    if step is not None:
+        # This instance only; the class and its saved config are unchanged.
+        model.train_step = step
     return model
 
 
@@ -127,6 +189,10 @@ class ReplicaJitMixin:
     XLA and applies the all-reduced gradients outside XLA; everywhere else
     (one replica, `jit_compile=False`, other backends' semantics) it behaves
     exactly like `keras.Model.compile`.
+
+    Under `MultiWorkerMirroredStrategy` it also builds the model from one
+    local replica's batch (see `local_symbolic_build`), without which Keras 3
+    cannot `fit` there at all.
 
     Custom `train_step`s keep working: call
     `self.replica_jit_gradients(x, y, sample_weight)` to get
@@ -159,9 +225,26 @@ class ReplicaJitMixin:
         return replica_jit_gradients(self, x, y, sample_weight)
 
     def train_step(self, data):
-        if not self.replica_jit:
-            return super().train_step(data)
-        return replica_jit_train_step(self, data)
+        if self.replica_jit:
+            logs = replica_jit_train_step(self, data)
+        else:
+            logs = super().train_step(data)
+        return self._maybe_vectorize(logs)
+
+    def test_step(self, data):
+        return self._maybe_vectorize(super().test_step(data))
+
+    def _maybe_vectorize(self, logs):
+        if _is_multi_worker(self.distribute_strategy):
+            return vectorize_logs(logs)
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or not _is_multi_worker(
+            self._distribute_strategy
+        ):
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        return local_symbolic_build(self, iterator, data_batch)
 
 
 @keras.saving.register_keras_serializable(package="keras_dynfilt")
