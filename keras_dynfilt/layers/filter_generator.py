@@ -62,10 +62,11 @@ class FilterGenerator(keras.layers.Layer):
     cheaper: it builds the per-sample kernels and multiplies them with the
     image patches (`im2col` from strided slices, one batched matrix product).
     That path only pays off when XLA compiles it: `implementation="auto"`
-    takes it on the JAX backend when it needs fewer multiply-adds than the
-    mix, and always takes the mix on TensorFlow (whose default on CPU is a
-    graph without XLA); with `jit_compile=True` on TensorFlow and
-    `repository_size` well above `filters`, pass `implementation="patches"`.
+    takes it on the JAX backend when it needs less than half the
+    multiply-adds of the mix, and always takes the mix on TensorFlow (whose
+    default on CPU is a graph without XLA); with `jit_compile=True` on
+    TensorFlow and `repository_size` well above `filters`, pass
+    `implementation="patches"`.
 
     Reference:
     - [Shen & Liu, Learning to generate filters for convolutional neural
@@ -334,17 +335,19 @@ class FilterGenerator(keras.layers.Layer):
             # graph without XLA, Keras's default on CPU, the patches path is
             # always slower than the mix.
             return "mix"
-        # JAX always compiles with XLA, where gathering the patches is cheap:
-        # compare the multiply-adds per output pixel of the static
+        # JAX always compiles with XLA, where gathering the patches is cheap
+        # enough: compare the multiply-adds per output pixel of the static
         # convolution with the M base filters plus the mix against those of
         # the per-sample product with the patches (plus one copy per patch
-        # element to gather them).
+        # element to gather them). A batched product of small matrices runs
+        # well below a native convolution's speed
+        # (benchmarks/filter_generator_jax.py), hence the factor 2.
         patch_length = self.kernel_size[0] * self.kernel_size[1] * x_shape[-1]
         mix = patch_length * self.repository_size + (
             self.filters * self.repository_size
         )
         patches = patch_length * (self.filters + 1)
-        return "patches" if patches < mix else "mix"
+        return "patches" if 2 * patches < mix else "mix"
 
     def _patches(self, x):
         (kh, kw), (sh, sw), (dh, dw) = (

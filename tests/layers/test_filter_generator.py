@@ -262,8 +262,8 @@ def test_paths_agree_and_auto_picks_the_cheaper_one():
         outputs[path] = keras.ops.convert_to_numpy(layer([x, z]))
     np.testing.assert_allclose(outputs["mix"], outputs["patches"], atol=1e-5)
     np.testing.assert_allclose(outputs["auto"], outputs["mix"], atol=1e-5)
-    # 36 * 16 + 2 * 16 multiply-adds for the mix, 36 * 3 for the patches:
-    # XLA (JAX) takes the patches, TensorFlow's plain graph the mix.
+    # 36 * 16 + 2 * 16 multiply-adds for the mix, 36 * 3 for the patches,
+    # less than half: XLA (JAX) takes the patches, TensorFlow the mix.
     cheaper = "patches" if keras.backend.backend() == "jax" else "mix"
     auto = FilterGenerator(2, 3, repository_size=16)
     assert auto._select_implementation(x.shape) == cheaper
@@ -271,6 +271,9 @@ def test_paths_agree_and_auto_picks_the_cheaper_one():
     assert wide._select_implementation(x.shape) == "mix"
     # 36 * 2 + 2 * 2 = 76 < 36 * 3: the mix is cheaper.
     close = FilterGenerator(2, 3, repository_size=2)
+    assert close._select_implementation(x.shape) == "mix"
+    # 36 * 5 + 2 * 5 = 190 < 2 * 36 * 3: not cheaper enough.
+    close = FilterGenerator(2, 3, repository_size=5)
     assert close._select_implementation(x.shape) == "mix"
     forced = FilterGenerator(16, 3, repository_size=2, implementation="patches")
     assert forced._select_implementation(x.shape) == "patches"
