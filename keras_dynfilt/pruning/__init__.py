@@ -1,1 +1,43 @@
-"""pruning of keras-dynfilt."""
+"""Structured pruning: coupled filter groups, masking, compaction, cost."""
+
+from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.cost import (
+    LayerCost,
+    ModelCost,
+    model_cost,
+    print_cost,
+    register_layer_cost,
+)
+from keras_dynfilt.pruning.graph import (
+    ChannelGraph,
+    FilterGroup,
+    FilterGroups,
+    analyze,
+    filter_groups,
+)
+from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.registry import (
+    ChannelRule,
+    WeightAxis,
+    get_channel_rule,
+    register_channel_rule,
+)
+
+__all__ = [
+    "ChannelGraph",
+    "LayerCost",
+    "ModelCost",
+    "ChannelRule",
+    "FilterGroup",
+    "FilterGroups",
+    "WeightAxis",
+    "analyze",
+    "apply_group_mask",
+    "compact",
+    "filter_groups",
+    "get_channel_rule",
+    "model_cost",
+    "print_cost",
+    "register_channel_rule",
+    "register_layer_cost",
+]

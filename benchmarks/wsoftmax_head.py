@@ -1,0 +1,254 @@
+"""Benchmark: training step of WSoftmaxHead vs Dense + softmax cross-entropy.
+
+For every number of classes K and feature width D, one XLA-compiled
+training step (forward, softmax cross-entropy, backward, SGD update) of
+
+* `dense`: `keras.layers.Dense(K)` (with bias), the ordinary softmax head;
+* `wsoftmax`: `keras_dynfilt.layers.WSoftmaxHead(K, alpha=1.0)` with labels;
+* `normalized`: `WSoftmaxHead(K, alpha=0.0)`, plain softmax on normalised
+  weights (splits the overhead into weight normalisation and biasing);
+* `naive` (K <= --naive-max-classes only): the weights-biased logits
+  computed the obvious way, one biased weight matrix per sample, a
+  `(B, K, D)` tensor: the memory check below must detect it;
+
+is timed in the same process, interleaved, and reported as a ratio to
+`dense`. Only the head is trained (features are the model input): this is
+the worst case for the ratio, a real network adds the same backbone cost to
+both.
+
+Memory: the optimised XLA HLO of each compiled step is scanned for its
+largest array; a `(B, K, D)` tensor would show up as `B * K * D` elements.
+
+    nice -n 10 python benchmarks/wsoftmax_head.py \\
+        --output docs/results/wsoftmax/benchmark.json
+
+TensorFlow backend (the step is a `tf.function(jit_compile=True)`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_dynfilt.layers import WSoftmaxHead  # noqa: E402
+
+_HLO_ARRAY = re.compile(r"\b(?:f16|bf16|f32|f64|s8|s32|s64|u8|u32|pred)"
+                        r"\[([0-9,]*)\]")
+
+
+class NaiveWSoftmax(keras.layers.Layer):
+    """Weights-biased logits through a (B, K, D) weight tensor (baseline)."""
+
+    def __init__(self, num_classes, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.alpha = alpha
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.num_classes)
+        )
+
+    def call(self, features, labels=None, training=None):
+        ops = keras.ops
+        w = ops.transpose(ops.normalize(self.kernel, axis=0))  # (K, D)
+        w_y = ops.take(w, labels, axis=0)[:, None, :]  # (B, 1, D)
+        biased = ops.normalize(w[None] + self.alpha * w_y, axis=-1)
+        is_label = ops.one_hot(labels, self.num_classes)[..., None] > 0
+        weights = ops.where(is_label, w[None], biased)  # (B, K, D)
+        return ops.einsum("bkd,bd->bk", weights, features)
+
+
+def build(kind, num_classes, dim):
+    features = keras.Input((dim,), batch_size=None)
+    labels = keras.Input((), dtype="int32")
+    if kind == "dense":
+        return keras.Model(
+            [features, labels], keras.layers.Dense(num_classes)(features)
+        )
+    if kind == "normalized":
+        head = WSoftmaxHead(num_classes, alpha=0.0)
+    elif kind == "wsoftmax":
+        head = WSoftmaxHead(num_classes, alpha=1.0)
+    else:
+        head = NaiveWSoftmax(num_classes, alpha=1.0)
+    return keras.Model([features, labels], head(features, labels=labels))
+
+
+def make_step(model, steps):
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=True)
+    def train(features, labels):
+        loss = tf.constant(0.0)
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                logits = model([features, labels], training=True)
+                loss = loss_fn(labels, logits)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply(grads, variables)
+        return loss
+
+    return train
+
+
+def largest_array(train, features, labels):
+    hlo = train.experimental_get_compiler_ir(features, labels)(
+        stage="optimized_hlo"
+    )
+    largest = 0
+    for match in _HLO_ARRAY.finditer(hlo):
+        dims = [int(d) for d in match.group(1).split(",") if d]
+        largest = max(largest, int(np.prod(dims)) if dims else 1)
+    return largest
+
+
+def measure(args, num_classes, dim):
+    rng = np.random.default_rng(0)
+    batch = args.batch_size
+    features = tf.constant(rng.normal(size=(batch, dim)).astype("float32"))
+    labels = tf.constant(
+        rng.integers(0, num_classes, size=batch).astype("int32")
+    )
+    kinds = ["dense", "normalized", "wsoftmax"]
+    if num_classes <= args.naive_max_classes:
+        kinds.append("naive")
+    # Fewer inner steps when one step is long, so each repeat stays short.
+    work = batch * num_classes * dim
+    steps = int(max(1, min(args.steps, 2e9 // max(work, 1))))
+    trains, result = {}, {}
+    for kind in kinds:
+        keras.utils.set_random_seed(0)
+        trains[kind] = make_step(build(kind, num_classes, dim), steps)
+        trains[kind](features, labels).numpy()  # compile + warm up
+        result[kind] = {
+            "largest_array_elements": largest_array(
+                trains[kind], features, labels
+            ),
+            "times_s": [],
+        }
+    for _ in range(args.repeats):
+        for kind in kinds:
+            start = time.perf_counter()
+            trains[kind](features, labels).numpy()
+            result[kind]["times_s"].append(
+                (time.perf_counter() - start) / steps
+            )
+    for kind in kinds:
+        result[kind]["step_ms"] = 1e3 * statistics.median(
+            result[kind]["times_s"]
+        )
+    row = {
+        "num_classes": num_classes,
+        "dim": dim,
+        "batch_size": batch,
+        "steps_per_call": steps,
+        "gram": "full (K, K)" if batch >= num_classes else "label rows",
+        "b_k_d": batch * num_classes * dim,
+        **{kind: result[kind] for kind in kinds},
+        "ratio": result["wsoftmax"]["step_ms"] / result["dense"]["step_ms"],
+        "normalized_ratio": (
+            result["normalized"]["step_ms"] / result["dense"]["step_ms"]
+        ),
+    }
+    if "naive" in result:
+        row["naive_ratio"] = (
+            result["naive"]["step_ms"] / result["dense"]["step_ms"]
+        )
+    return row
+
+
+def table(rows):
+    lines = [
+        "| K | D | Gram | dense ms | α=0 ratio | W-Softmax ms | ratio "
+        "| naive ratio | largest array (dense / W-Softmax / naive) "
+        "| B·K·D |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        naive = r.get("naive", {}).get("largest_array_elements", "-")
+        naive_ratio = (
+            f"{r['naive_ratio']:.2f}x" if "naive_ratio" in r else "-"
+        )
+        lines.append(
+            f"| {r['num_classes']} | {r['dim']} | {r['gram']} "
+            f"| {r['dense']['step_ms']:.3f} | {r['normalized_ratio']:.2f}x "
+            f"| {r['wsoftmax']['step_ms']:.3f} | {r['ratio']:.2f}x "
+            f"| {naive_ratio} "
+            f"| {r['dense']['largest_array_elements']:,} / "
+            f"{r['wsoftmax']['largest_array_elements']:,} / "
+            f"{naive if naive == '-' else f'{naive:,}'} "
+            f"| {r['b_k_d']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--classes", type=int, nargs="+", default=[10, 100, 1000, 10000]
+    )
+    parser.add_argument("--dims", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--steps", type=int, default=50, help="training steps per timed call"
+    )
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--naive-max-classes", type=int, default=100)
+    parser.add_argument("--output", default=None, help="JSON file to write")
+    args = parser.parse_args()
+
+    rows = []
+    for num_classes in args.classes:
+        for dim in args.dims:
+            row = measure(args, num_classes, dim)
+            rows.append(row)
+            print(
+                f"K={num_classes:>6} D={dim:>4}: dense "
+                f"{row['dense']['step_ms']:.3f} ms, W-Softmax "
+                f"{row['wsoftmax']['step_ms']:.3f} ms, "
+                f"ratio {row['ratio']:.2f}x",
+                flush=True,
+            )
+    print()
+    print(table(rows))
+    if args.output:
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(
+                {
+                    "benchmark": "wsoftmax_head training step",
+                    "args": vars(args),
+                    "versions": {
+                        "keras": keras.__version__,
+                        "tensorflow": tf.__version__,
+                        "python": platform.python_version(),
+                    },
+                    "machine": {
+                        "cpu_count": os.cpu_count(),
+                        "processor": platform.processor(),
+                    },
+                    "rows": rows,
+                    "table": table(rows),
+                },
+                f,
+                indent=2,
+            )
+        print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Cost accounting: parameters and multiply-adds per layer.
+
+FLOPs are counted as **multiply-adds** (MACs, one multiplication plus one
+addition), the convention of the SFP paper and most CNN papers; multiply by
+two for floating-point operations. Counted: convolutions (plain, grouped,
+depthwise, separable, transposed), dense layers, and normalisation layers
+(one multiply-add per element: the folded scale and shift). Layers that only
+compare, add or copy (activations, pooling, merges, MFM, padding, reshapes)
+count zero. A layer with weights but no registered formula is listed with
+`macs=None` and left out of the total (see `ModelCost.unknown`); register a
+formula with `register_layer_cost`.
+"""
+
+import collections
+import math
+
+import keras
+
+from keras_dynfilt.layers.channel_padding import ChannelPadding
+from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt.pruning.graph import (
+    analyze,
+    graph_of,
+    is_graph_model,
+    path_name,
+)
+from keras_dynfilt.pruning.masking import zero_units
+
+L = keras.layers
+
+LayerCost = collections.namedtuple(
+    "LayerCost", ["name", "class_name", "output_shape", "params", "macs"]
+)
+LayerCost.__doc__ = """Cost of one layer call: `params` (counted at the first
+call of a shared layer only) and `macs` (multiply-adds for one sample, or
+`None` when no formula is known)."""
+
+_COSTS = {}
+
+
+def register_layer_cost(layer_cls, fn):
+    """Registers the multiply-add formula of a layer class.
+
+    Args:
+        layer_cls: The layer class (exact class match).
+        fn: `fn(layer, input_shapes, output_shapes) -> int`, the
+            multiply-adds of one call for one sample; shapes are tuples
+            with the batch axis first.
+    """
+    _COSTS[layer_cls] = fn
+    return layer_cls
+
+
+def _prod(dims):
+    return math.prod(int(d) for d in dims)
+
+
+# The formulas read channel counts from the shapes (not from `filters` or
+# `units`), so that they also price the compacted widths (`compacted=True`).
+def _conv(layer, ins, outs):
+    groups = getattr(layer, "groups", 1)
+    per_group = layer.kernel.shape[-2]
+    if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
+        per_group = ins[0][-1] // groups
+    return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
+
+
+def _conv_transpose(layer, ins, outs):
+    return (
+        _prod(ins[0][1:-1])
+        * ins[0][-1]
+        * _prod(layer.kernel_size)
+        * outs[0][-1]
+    )
+
+
+def _depthwise(layer, ins, outs):
+    return _prod(outs[0][1:]) * _prod(layer.kernel_size)
+
+
+def _separable(layer, ins, outs):
+    spatial = _prod(outs[0][1:-1])
+    mid = ins[0][-1] * layer.depth_multiplier
+    return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
+
+
+def _dense(layer, ins, outs):
+    return _prod(ins[0][1:]) * outs[0][-1]
+
+
+def _per_element(layer, ins, outs):
+    return _prod(outs[0][1:])
+
+
+def _free(layer, ins, outs):
+    return 0
+
+
+def _register_builtin_costs():
+    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+        register_layer_cost(cls, _conv)
+    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+        register_layer_cost(cls, _conv_transpose)
+    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+        register_layer_cost(cls, _depthwise)
+    for cls in (L.SeparableConv1D, L.SeparableConv2D):
+        register_layer_cost(cls, _separable)
+    register_layer_cost(L.Dense, _dense)
+    for cls in (L.BatchNormalization, L.LayerNormalization,
+                L.GroupNormalization):
+        register_layer_cost(cls, _per_element)
+    for cls in (L.PReLU, L.Embedding, MFM, ChannelPadding):
+        register_layer_cost(cls, _free)
+
+
+_register_builtin_costs()
+
+
+class ModelCost:
+    """Parameters and multiply-adds of a model, per layer and in total.
+
+    Attributes:
+        layers: List of `LayerCost`, one per layer call in graph order
+            (nested models' layers as `"outer/inner"`).
+        params: Integer, total parameters (`model.count_params()`).
+        macs: Integer, total multiply-adds for one sample.
+        unknown: Names of layers with weights but no cost formula.
+    """
+
+    def __init__(self, layers, params):
+        self.layers = layers
+        self.params = params
+        self.macs = sum(c.macs for c in layers if c.macs)
+        self.unknown = [c.name for c in layers if c.macs is None]
+
+    def table(self):
+        """The per-layer table as a string."""
+        rows = [("layer", "class", "output shape", "params", "MACs", "%")]
+        for c in self.layers:
+            if not c.params and not c.macs and c.macs is not None:
+                continue
+            share = f"{100 * c.macs / self.macs:.1f}" if (
+                c.macs and self.macs
+            ) else ""
+            rows.append((
+                c.name, c.class_name, str(c.output_shape), f"{c.params:,}",
+                "?" if c.macs is None else f"{c.macs:,}", share,
+            ))
+        rows.append(
+            ("total", "", "", f"{self.params:,}", f"{self.macs:,}", "100.0")
+        )
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        lines = []
+        for i, row in enumerate(rows):
+            lines.append(
+                "  ".join(
+                    cell.ljust(w) if j < 3 else cell.rjust(w)
+                    for j, (cell, w) in enumerate(zip(row, widths))
+                )
+            )
+            if i == 0 or i == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        lines.append("MACs: multiply-adds per sample (FLOPs = 2 x MACs).")
+        if self.unknown:
+            lines.append(f"No cost formula (left out): {self.unknown}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+    def as_dict(self):
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "layers": [c._asdict() for c in self.layers],
+        }
+
+
+def _with_channels(shapes, keeps):
+    if keeps is None:
+        return shapes
+    return [
+        shape if keep is None else shape[:-1] + (int(keep.sum()),)
+        for shape, keep in zip(shapes, keeps)
+    ]
+
+
+def _compacted_params(layer, record, keep_of):
+    axes = record.rule.weights(layer, record.in_slots, record.out_slots)
+    total = 0
+    for variable in layer.weights:
+        shape = list(variable.shape)
+        for axis in axes.get(variable.name, ()):
+            shape[axis.axis] = int(keep_of(axis.slots).sum())
+        total += _prod(shape)
+    return total
+
+
+def _walk(model, input_specs, prefix, seen, found, pruned=None):
+    graph = graph_of(model)
+    values = {id(x): spec for x, spec in zip(graph.inputs, input_specs)}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.is_input or node.operation is None:
+                continue
+            op = node.operation
+            path = prefix + (op.name,)
+            if is_graph_model(op):
+                ins = [values[id(t)] for t in node.input_tensors]
+                outs = _walk(op, ins, path, seen, found, pruned)
+            else:
+                args, kwargs = node.arguments.fill_in(values)
+                spec = op.compute_output_spec(*args, **kwargs)
+                outs = keras.tree.flatten(spec)
+                in_shapes = [tuple(values[id(t)].shape)
+                             for t in node.input_tensors]
+                out_shapes = [tuple(o.shape) for o in outs]
+                params = op.count_params()
+                record = None if pruned is None else pruned[0].records.get(
+                    path_name(path)
+                )
+                if record is not None:
+                    channels, removed = pruned
+                    keep_in = [channels.keep_of(x, removed)
+                               for x in record.in_slots]
+                    keep_out = [channels.keep_of(x, removed)
+                                for x in record.out_slots]
+                    in_shapes = _with_channels(in_shapes, keep_in)
+                    out_shapes = _with_channels(out_shapes, keep_out)
+                    if record.rule is not None and op.weights:
+                        params = _compacted_params(
+                            op, record,
+                            lambda slots: channels.keep_of(slots, removed),
+                        )
+                shown = [(None,) + s[1:] for s in out_shapes]
+                fn = _COSTS.get(type(op))
+                if fn is not None:
+                    macs = int(fn(op, in_shapes, out_shapes))
+                elif op.weights:
+                    macs = None
+                else:
+                    macs = 0
+                params = 0 if id(op) in seen else params
+                seen.add(id(op))
+                found.append(LayerCost(
+                    path_name(path), type(op).__name__,
+                    shown[0] if len(shown) == 1 else shown,
+                    params, macs,
+                ))
+            for tensor, spec in zip(node.output_tensors, outs):
+                values[id(tensor)] = spec
+    return [values[id(t)] for t in graph.outputs]
+
+
+def model_cost(model, input_shape=None, compacted=False):
+    """Counts parameters and multiply-adds per layer and in total.
+
+    With `compacted=True` it prices the model `compact(model)` would build
+    (units whose masked parameters are all zero removed) without building
+    it: cheap enough for a pruning callback to log every epoch.
+
+    Args:
+        model: A functional or built Sequential `keras.Model`.
+        input_shape: Optional shape of one input without the batch axis
+            (or a list of shapes for several inputs), for models whose
+            input size is not fixed; defaults to the model's input shapes.
+        compacted: Boolean, price the compacted model instead (params
+            of the whole model are then the sum of the per-layer counts).
+
+    Returns:
+        A `ModelCost` (`.params`, `.macs`, `.layers`, `.table()`).
+
+    Example:
+
+    >>> cost = keras_dynfilt.pruning.model_cost(model)
+    >>> print(cost.table())
+    """
+    graph = graph_of(model)
+    if input_shape is None:
+        shapes = [tuple(x.shape[1:]) for x in graph.inputs]
+    elif input_shape and isinstance(input_shape[0], (tuple, list)):
+        shapes = [tuple(s) for s in input_shape]
+    else:
+        shapes = [tuple(input_shape)]
+    if len(shapes) != len(graph.inputs) or any(
+        d is None for s in shapes for d in s
+    ):
+        raise ValueError(
+            "`input_shape` must give a fully defined shape (without the "
+            f"batch axis) for each of the model's {len(graph.inputs)} "
+            f"input(s). Received: input_shape={input_shape!r}"
+        )
+    pruned = None
+    if compacted:
+        pruned_graph = analyze(model)
+        pruned = (pruned_graph, zero_units(pruned_graph))
+    specs = [
+        keras.KerasTensor((1,) + s, dtype=x.dtype)
+        for s, x in zip(shapes, graph.inputs)
+    ]
+    found = []
+    _walk(model, specs, (), set(), found, pruned)
+    params = model.count_params()
+    if compacted:
+        params = sum(c.params for c in found)
+    return ModelCost(found, params)
+
+
+def print_cost(model, input_shape=None, print_fn=print):
+    """Prints `model_cost(model, input_shape).table()`."""
+    print_fn(model_cost(model, input_shape).table())

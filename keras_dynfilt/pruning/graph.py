@@ -1,0 +1,421 @@
+"""Graph analysis: which filters of a model must be pruned together.
+
+Every channel position of every tensor carries a slot; the layers' channel
+rules (`keras_dynfilt.pruning.registry`) create, forward and couple slots.
+A union-find over the slots gives the *units*: sets of producer filters (and
+the channels they flow into) that are removed as one. Units whose set of
+producer layers is the same form a `FilterGroup`, the object a pruning
+criterion works on.
+
+This module reads the functional graph through Keras's node structures
+(`Functional._nodes_by_depth`, `Node.input_tensors`), as Keras's own
+`clone_model` does; they are private API, used here only.
+"""
+
+import collections
+import warnings
+
+import keras
+import numpy as np
+from keras.src.models.functional import Functional
+
+from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
+from keras_dynfilt.pruning.registry import TensorSlots, get_channel_rule
+
+Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
+Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
+pruning its inputs): its input channels are left alone."""
+
+_Record = collections.namedtuple(
+    "_Record", ["layer", "rule", "in_slots", "out_slots"]
+)
+
+
+def is_graph_model(layer):
+    """Whether `layer` is a functional or Sequential model (walkable)."""
+    return type(layer) is Functional or type(layer) is keras.Sequential
+
+
+def graph_of(model):
+    """The `Functional` graph of a functional or built Sequential model."""
+    if type(model) is keras.Sequential:
+        if model._functional is None:
+            raise ValueError(
+                "The Sequential model must be built (start it with "
+                f"`keras.Input`, or call `build`). Received: model={model.name}"
+            )
+        return model._functional
+    if type(model) is not Functional:
+        raise TypeError(
+            "`model` must be a functional or Sequential Keras model; "
+            "subclassed models have no graph to analyse. "
+            f"Received: model of type {type(model).__name__}"
+        )
+    return model
+
+
+def path_name(path):
+    return "/".join(path)
+
+
+class FilterGroup:
+    """Filters of one or more producer layers that are pruned together.
+
+    A group has `size` units. Unit `u` is a tuple of `(layer_path, index)`
+    filters (one per coupled producer: the convolutions feeding a residual
+    add, both halves of an MFM pair, the same filter of every group of a
+    grouped convolution, ...). Removing unit `u` removes all of them, plus
+    the matching BatchNormalization entries and consumer input channels.
+
+    Attributes:
+        name: String, a readable name (the first producer layer's path, with
+            the number of coupled layers).
+        layers: Tuple of the producer layers' paths (`"outer/inner"` for
+            nested models).
+        units: Tuple of units, each a tuple of `(layer_path, filter_index)`.
+    """
+
+    def __init__(self, graph, name, layers, units, roots):
+        self.graph = graph
+        self.name = name
+        self.layers = tuple(layers)
+        self.units = tuple(units)
+        self._roots = np.asarray(roots)
+        self._zero_targets = None
+
+    @property
+    def size(self):
+        """Number of units (the `N` a pruning rate applies to)."""
+        return len(self.units)
+
+    def __len__(self):
+        return self.size
+
+    def __repr__(self):
+        return (
+            f"<FilterGroup {self.name!r}: {self.size} units over "
+            f"{len(self.layers)} layer(s)>"
+        )
+
+    def filter_weights(self):
+        """The filters of every unit as a NumPy array `(size, D)`.
+
+        Row `u` concatenates, for every filter of unit `u` (in layer order),
+        the producer's kernel slice for that filter (flattened; no bias).
+        This is what L1/L2/geometric-median criteria rank.
+        """
+        kernels = {}
+        for path in self.layers:
+            layer = self.graph.layers[path]
+            name, axis = get_channel_rule(layer).filter_kernel(layer)
+            variable = _variables(layer)[name]
+            value = keras.ops.convert_to_numpy(variable.value)
+            kernels[path] = np.moveaxis(value, axis, 0).reshape(
+                value.shape[axis], -1
+            )
+        rows = [
+            np.concatenate([kernels[path][i] for path, i in unit])
+            for unit in self.units
+        ]
+        return np.stack(rows).astype("float32")
+
+
+class FilterGroups(list):
+    """The list of `FilterGroup`s of a model, with the analysis report.
+
+    Attributes:
+        graph: The `ChannelGraph` the groups come from.
+        barriers: List of `Barrier(layer, class_name, reason)`: layers the
+            engine treated as barriers.
+    """
+
+    def __init__(self, groups, graph):
+        super().__init__(groups)
+        self.graph = graph
+        self.barriers = graph.barriers
+
+    def summary(self):
+        """A readable table of the groups and barriers (a string)."""
+        lines = [f"{'group':<44}{'units':>6}  layers"]
+        for g in self:
+            lines.append(f"{g.name:<44}{g.size:>6}  {', '.join(g.layers)}")
+        for b in self.barriers:
+            lines.append(f"barrier: {b.layer} ({b.class_name}): {b.reason}")
+        return "\n".join(lines)
+
+
+class ChannelGraph:
+    """The channel slots of a model and how they are coupled.
+
+    Build it with `analyze(model)`. `groups` are the prunable filter groups,
+    `barriers` the layers it could not reason about, `fixed` the reasons
+    why coupled channels cannot be pruned (model outputs, barriers, ...).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._parent = []
+        self._atoms = {}
+        self._fixed = {}
+        self.barriers = []
+        self.layers = {}
+        self.records = {}
+        self._path = ()
+        graph = graph_of(model)
+        inputs = [
+            self._fixed_slots(tuple(t.shape), "model input")
+            for t in graph.inputs
+        ]
+        outputs = self._walk(model, inputs, ())
+        for slots in outputs:
+            self.fix(slots, "model output")
+        self._finish()
+
+    # -- the context the channel rules use ---------------------------------
+    def _new(self, n):
+        start = len(self._parent)
+        self._parent.extend(range(start, start + n))
+        return np.arange(start, start + n)
+
+    def new_filters(self, layer, n):
+        """`n` new slots, the filters of the current (producer) layer."""
+        slots = self._new(n)
+        path = path_name(self._path)
+        for i, slot in enumerate(slots):
+            self._atoms[int(slot)] = (path, i)
+        return slots
+
+    def new_zeros(self, n):
+        """`n` new slots for channels that are constant zeros."""
+        return self._new(n)
+
+    def _fixed_slots(self, shape, reason):
+        if len(shape) < 2 or shape[-1] is None:
+            return None
+        slots = self._new(shape[-1])
+        self.fix(slots, reason)
+        return slots
+
+    def _find(self, x):
+        parent = self._parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def couple(self, a, b):
+        """Couples slot arrays `a` and `b` position by position."""
+        if len(a) != len(b):
+            raise ValueError(
+                f"Cannot couple {len(a)} channels with {len(b)} channels "
+                f"at layer {path_name(self._path)!r}."
+            )
+        for x, y in zip(a, b):
+            rx, ry = self._find(int(x)), self._find(int(y))
+            if rx != ry:
+                self._parent[max(rx, ry)] = min(rx, ry)
+
+    def fix(self, slots, reason):
+        """Marks `slots` (and all coupled to them) as never pruned."""
+        if slots is None:
+            return
+        for x in slots:
+            self._fixed.setdefault(int(x), f"{path_name(self._path)}: {reason}")
+
+    def barrier(self, layer, inputs, output_shapes, reason):
+        """Leaves the inputs' channels alone; the outputs are fixed."""
+        name = path_name(self._path)
+        self.barriers.append(Barrier(name, type(layer).__name__, reason))
+        for t in inputs:
+            self.fix(t.slots, f"input of a barrier ({reason})")
+        return [
+            self._fixed_slots(tuple(s), f"output of a barrier ({reason})")
+            for s in output_shapes
+        ]
+
+    # -- the walk ------------------------------------------------------------
+    def _walk(self, model, in_slots, prefix):
+        graph = graph_of(model)
+        values = {}
+        for tensor, slots in zip(graph.inputs, in_slots):
+            values[id(tensor)] = slots
+            if prefix:
+                layer = tensor._keras_history.operation
+                self._record(
+                    prefix + (layer.name,), layer, get_channel_rule(layer),
+                    [slots], [slots],
+                )
+        for depth in sorted(graph._nodes_by_depth, reverse=True):
+            for node in graph._nodes_by_depth[depth]:
+                if node.is_input or node.operation is None:
+                    continue
+                op = node.operation
+                path = prefix + (op.name,)
+                ins = [values.get(id(t)) for t in node.input_tensors]
+                if is_graph_model(op):
+                    outs = self._walk(op, ins, path)
+                else:
+                    outs = self._call(op, path, node, ins)
+                for tensor, slots in zip(node.output_tensors, outs):
+                    values[id(tensor)] = slots
+        return [values.get(id(t)) for t in graph.outputs]
+
+    def _call(self, layer, path, node, ins):
+        self._path = path
+        rule = get_channel_rule(layer)
+        inputs = [
+            TensorSlots(tuple(t.shape), s)
+            for t, s in zip(node.input_tensors, ins)
+        ]
+        out_shapes = [tuple(t.shape) for t in node.output_tensors]
+        if rule is None:
+            outs = self.barrier(
+                layer, inputs, out_shapes,
+                f"no channel rule registered for {type(layer).__name__}",
+            )
+        elif rule.needs_input_slots and any(s is None for s in ins):
+            outs = self.barrier(
+                layer, inputs, out_shapes, "an input's channels are unknown"
+            )
+        else:
+            outs = list(rule.propagate(self, layer, inputs, out_shapes))
+        for shape, slots in zip(out_shapes, outs):
+            if slots is not None and len(slots) != shape[-1]:
+                raise RuntimeError(
+                    f"The channel rule of {type(layer).__name__} returned "
+                    f"{len(slots)} slots for an output of shape {shape}."
+                )
+        self._record(path, layer, rule, ins, outs)
+        return outs
+
+    def _record(self, path, layer, rule, ins, outs):
+        name = path_name(path)
+        first = self.records.get(name)
+        if first is None:
+            self.layers[name] = layer
+            self.records[name] = _Record(layer, rule, list(ins), list(outs))
+            return
+        # A shared layer: every call must keep the same channels.
+        self._path = path
+        for old, new in zip(
+            first.in_slots + first.out_slots, list(ins) + list(outs)
+        ):
+            if old is not None and new is not None and len(old) == len(new):
+                self.couple(old, new)
+
+    # -- the result ---------------------------------------------------------
+    def _finish(self):
+        n = len(self._parent)
+        self.roots = np.array([self._find(i) for i in range(n)], np.int64)
+        atoms = collections.defaultdict(set)
+        for slot, atom in self._atoms.items():
+            atoms[int(self.roots[slot])].add(atom)
+        self.fixed = {}
+        for slot, reason in self._fixed.items():
+            self.fixed.setdefault(int(self.roots[slot]), reason)
+        order = {path: i for i, path in enumerate(self.records)}
+
+        def atom_key(atom):
+            return order[atom[0]], atom[1]
+
+        by_signature = collections.defaultdict(list)
+        for root, members in atoms.items():
+            if root in self.fixed:
+                continue
+            unit = tuple(sorted(members, key=atom_key))
+            count = collections.Counter(path for path, _ in unit)
+            signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
+            by_signature[signature].append((unit, root))
+        groups = []
+        names = collections.Counter()
+        for signature, members in sorted(
+            by_signature.items(),
+            key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
+        ):
+            members.sort(key=lambda m: atom_key(m[0][0]))
+            layers = [path for path, _ in signature]
+            name = layers[0]
+            if len(layers) > 1:
+                name += f" (+{len(layers) - 1} coupled)"
+            names[name] += 1
+            if names[name] > 1:
+                name += f" #{names[name]}"
+            groups.append(
+                FilterGroup(
+                    self, name, layers, [u for u, _ in members],
+                    [r for _, r in members],
+                )
+            )
+        self.groups = groups
+        self.prunable_roots = np.array(
+            sorted(r for g in groups for r in g._roots), np.int64
+        )
+
+    def keep_of(self, slots, removed_roots):
+        """Boolean keep array for a slot array, given the removed roots."""
+        if slots is None:
+            return None
+        return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
+
+
+def _variables(layer):
+    return {v.name: v for v in layer.weights}
+
+
+def analyze(model):
+    """Builds the `ChannelGraph` of a functional or Sequential model."""
+    return ChannelGraph(model)
+
+
+def filter_groups(model, warn=True):
+    """Lists the prunable filter groups of a model.
+
+    Walks a functional or Sequential Keras model (nested models included)
+    and returns the groups of producer filters (Conv1D/2D/3D, transposed
+    and separable convolutions, Dense, Embedding) whose output channels
+    must be removed together, with every consumer that must be sliced.
+    Coupling comes from elementwise merges (Add, Subtract, Multiply,
+    Maximum, Minimum, Average), MFM pairs (`k`, `k + N/2`), grouped
+    convolutions and shared layers; BatchNormalization, pass-through layers
+    (activations that keep 0 at 0, pooling, dropout, padding, upsampling,
+    global pooling), Concatenate (channel offsets), Flatten (a channel
+    becomes `H * W` input units of the next Dense) and depthwise
+    convolutions follow the channels. The model's output channels, channels
+    read by a layer without a registered channel rule (a *barrier*), and
+    channels whose statistics would change (LayerNormalization over
+    channels, softmax over channels, activations with `f(0) != 0`) are never
+    pruned.
+
+    Args:
+        model: A functional or built Sequential `keras.Model`.
+        warn: Boolean, whether to warn (`UserWarning`) when the model
+            contains barrier layers.
+
+    Returns:
+        A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
+        lists the barrier layers and `graph` is the full `ChannelGraph`.
+
+    Example:
+
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    >>> y = keras.layers.Conv2D(8, 3, padding="same", name="b")(inputs)
+    >>> x = keras.layers.Add()([x, y])
+    >>> outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    >>> model = keras.Model(inputs, outputs)
+    >>> [(g.name, g.size) for g in
+    ...  keras_dynfilt.pruning.filter_groups(model)]
+    [('a (+1 coupled)', 8)]
+    """
+    graph = analyze(model)
+    if warn and graph.barriers:
+        listed = "; ".join(
+            f"{b.layer} ({b.class_name}: {b.reason})" for b in graph.barriers
+        )
+        warnings.warn(
+            "The pruning engine treats these layers as barriers (their "
+            f"input channels are never pruned): {listed}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return FilterGroups(graph.groups, graph)

@@ -1,0 +1,113 @@
+"""Masking: zero a group's filters in the full-size model (soft pruning).
+
+`apply_group_mask` zeroes, for every removed unit of a `FilterGroup`, all
+the parameters that make the unit's channels exactly zero everywhere: the
+producers' kernel slices and biases, the depthwise filters that follow the
+channel, and the gamma and beta of every BatchNormalization that reads it
+(BN maps a zero input to `beta - gamma * mean / sqrt(var + eps)`, which is
+zero only once gamma and beta are). A model masked this way computes the
+same function as the one `compact` builds from it.
+
+Only `keras.ops` and `Variable.assign` are used, so masking runs on every
+backend and, under `tf.distribute.MirroredStrategy`, in cross-replica
+context (callbacks) it updates every replica's copy.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dynfilt.pruning.graph import _variables
+
+
+def _zero_targets(group):
+    """`(variable, axis, unit_index)` for every weight the group zeroes."""
+    if group._zero_targets is not None:
+        return group._zero_targets
+    graph = group.graph
+    unit_of_root = np.full(len(graph.roots), -1, np.int64)
+    unit_of_root[group._roots] = np.arange(group.size)
+    targets = []
+    for record in graph.records.values():
+        if record.rule is None:
+            continue
+        variables = _variables(record.layer)
+        for name, axes in record.rule.weights(
+            record.layer, record.in_slots, record.out_slots
+        ).items():
+            for axis in axes:
+                if not axis.zero:
+                    continue
+                units = unit_of_root[graph.roots[np.asarray(axis.slots)]]
+                if np.any(units >= 0):
+                    targets.append((variables[name], axis.axis, units))
+    group._zero_targets = targets
+    return targets
+
+
+def _check_keep(group, keep):
+    keep = np.asarray(keep)
+    if keep.shape != (group.size,) or keep.dtype.kind not in "biu":
+        raise ValueError(
+            f"`keep` must be a boolean array of shape ({group.size},) for "
+            f"group {group.name!r}. Received: keep of shape {keep.shape} and "
+            f"dtype {keep.dtype}"
+        )
+    return keep.astype(bool)
+
+
+def apply_group_mask(group, keep):
+    """Zeroes the removed units of a filter group in place.
+
+    Args:
+        group: A `FilterGroup` from `filter_groups(model)`.
+        keep: Boolean array of shape `(group.size,)`; `False` zeroes the
+            unit: its producers' kernel slices and biases, the depthwise
+            filters and BatchNormalization gamma/beta of its channels.
+
+    Example:
+
+    >>> groups = keras_dynfilt.pruning.filter_groups(model)
+    >>> keep = np.ones(groups[0].size, bool)
+    >>> keep[:2] = False
+    >>> keras_dynfilt.pruning.apply_group_mask(groups[0], keep)
+    """
+    keep = _check_keep(group, keep)
+    extended = np.append(keep, True)  # index -1: not in this group
+    for variable, axis, units in _zero_targets(group):
+        mask = extended[units]
+        if mask.all():
+            continue
+        shape = [1] * len(variable.shape)
+        shape[axis] = len(mask)
+        mask = ops.reshape(ops.convert_to_tensor(mask), shape)
+        value = variable.value
+        variable.assign(ops.where(mask, value, ops.zeros_like(value)))
+
+
+def zero_units(graph):
+    """Roots of the prunable units whose masked parameters are all zero."""
+    nonzero = np.zeros(len(graph.roots), bool)
+    for record in graph.records.values():
+        if record.rule is None:
+            continue
+        variables = _variables(record.layer)
+        for name, axes in record.rule.weights(
+            record.layer, record.in_slots, record.out_slots
+        ).items():
+            value = None
+            for axis in axes:
+                if not axis.zero:
+                    continue
+                if value is None:
+                    value = np.abs(
+                        keras.ops.convert_to_numpy(variables[name].value)
+                    )
+                other = tuple(
+                    a for a in range(value.ndim) if a != axis.axis % value.ndim
+                )
+                used = value.max(axis=other) > 0 if other else value > 0
+                nonzero[graph.roots[np.asarray(axis.slots)][used]] = True
+    return np.array(
+        [r for r in graph.prunable_roots if not nonzero[r]], np.int64
+    )

@@ -1,0 +1,504 @@
+"""Channel rules of the Keras layers and of this library's layers.
+
+Each rule is registered for an exact layer class (see
+`keras_dynfilt.pruning.registry`). Layers of this library register here,
+next to the Keras ones, so that `keras_dynfilt.layers` never imports the
+pruning package. The fusion layers (`NDDR`, `CrossStitch`) add their rules
+to this file when they land: an NDDR layer couples nothing (each task's
+1x1 convolution is a producer whose input rows are the concatenation of
+every task's channels), a cross-stitch unit couples channel `c` of every
+task's input and output.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dynfilt.layers.channel_padding import ChannelPadding
+from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt.pruning.registry import (
+    ChannelRule,
+    WeightAxis,
+    register_channel_rule,
+)
+
+L = keras.layers
+
+
+def _last_axis(axis, rank):
+    return axis is not None and axis % rank == rank - 1
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") in (
+        None,
+        "channels_last",
+    )
+
+
+def activation_behaviour(activation):
+    """`"zero"`, `"nonzero"` (elementwise, f(0) != 0) or `"coupling"`.
+
+    Decided numerically: an activation is elementwise when applying it to a
+    vector equals applying it to each entry alone, and zero-preserving when
+    f(0) == 0. Only zero-preserving elementwise activations let a pruned
+    (zero) channel stay exactly zero.
+    """
+    if activation is None:
+        return "zero"
+    probe = np.array([[-1.5, -0.25, 0.5, 2.0]], "float32")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole, alone, at_zero = _probe(activation, probe)
+    except Exception:  # noqa: BLE001 - any failure means "cannot reason"
+        return "coupling"
+    if whole.shape != probe.shape or not np.allclose(whole, alone, atol=1e-6):
+        return "coupling"
+    return "zero" if np.all(at_zero == 0) else "nonzero"
+
+
+def _probe(activation, probe):
+    whole = ops.convert_to_numpy(activation(ops.convert_to_tensor(probe)))
+    alone = np.concatenate(
+        [
+            ops.convert_to_numpy(
+                activation(ops.convert_to_tensor(probe[:, i : i + 1]))
+            )
+            for i in range(probe.shape[1])
+        ],
+        axis=1,
+    )
+    at_zero = ops.convert_to_numpy(activation(ops.zeros((1, 4), "float32")))
+    return whole, alone, at_zero
+
+
+def _check_activation(ctx, layer, inputs, output_shapes, slots):
+    """Fixes `slots` (or returns a barrier) for unsafe activations."""
+    behaviour = activation_behaviour(getattr(layer, "activation", None))
+    if behaviour == "coupling":
+        if isinstance(layer, L.Activation):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "its activation mixes channels"
+            )
+        # The kernel still reads its inputs channel by channel; only the
+        # output channels are tied together.
+        ctx.fix(slots, "the activation mixes channels")
+    elif behaviour == "nonzero":
+        ctx.fix(slots, "activation(0) != 0, a removed channel is not zero")
+    return [slots]
+
+
+class PassThrough(ChannelRule):
+    """Channel-wise layers without channel-indexed weights.
+
+    Activations that keep 0 at 0, pooling, dropout, padding, cropping,
+    upsampling, global pooling: output channel `c` depends only on input
+    channel `c`, and a zero channel stays zero.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if len(inputs) != 1 or len(output_shapes) != 1:
+            return ctx.barrier(layer, inputs, output_shapes, "several inputs")
+        if not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        if output_shapes[0][-1] != inputs[0].shape[-1]:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "changes the channel count"
+            )
+        return [inputs[0].slots]
+
+
+class ActivationRule(PassThrough):
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        if outputs[0] is not inputs[0].slots:
+            return outputs
+        return _check_activation(ctx, layer, inputs, output_shapes, outputs[0])
+
+
+class PReLURule(PassThrough):
+    def weights(self, layer, in_slots, out_slots):
+        alpha_shape = tuple(layer.alpha.shape)
+        if alpha_shape[-1] == len(in_slots[0]) and len(in_slots[0]) > 1:
+            return {"alpha": [WeightAxis(-1, in_slots[0], False)]}
+        return {}
+
+
+class SoftmaxRule(PassThrough):
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        rank = len(output_shapes[0])
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [
+            layer.axis
+        ]
+        if any(_last_axis(a, rank) for a in axes):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "softmax over the channel axis"
+            )
+        return super().propagate(ctx, layer, inputs, output_shapes)
+
+
+class BatchNormalizationRule(PassThrough):
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        rank = len(output_shapes[0])
+        if not _last_axis(layer.axis, rank):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "normalises a non-last axis"
+            )
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        if layer.center and not layer.scale:
+            ctx.fix(outputs[0], "BatchNormalization(scale=False) maps 0 to "
+                    "a non-zero value that masking cannot remove")
+        return outputs
+
+    def weights(self, layer, in_slots, out_slots):
+        slots = in_slots[0]
+        return {
+            "gamma": [WeightAxis(0, slots, True)],
+            "beta": [WeightAxis(0, slots, True)],
+            "moving_mean": [WeightAxis(0, slots, False)],
+            "moving_variance": [WeightAxis(0, slots, False)],
+        }
+
+
+class NormalizationOverChannelsRule(PassThrough):
+    """LayerNormalization / GroupNormalization: statistics over channels.
+
+    The mean and variance over the channel axis change when channels are
+    removed, so the input channels are fixed (never pruned); normalising
+    other axes only is a plain pass-through.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        rank = len(output_shapes[0])
+        axes = getattr(layer, "axis", -1)
+        axes = axes if isinstance(axes, (list, tuple)) else [axes]
+        if isinstance(layer, L.GroupNormalization) or any(
+            _last_axis(a, rank) for a in axes
+        ):
+            ctx.fix(
+                inputs[0].slots,
+                f"{type(layer).__name__} computes statistics over channels",
+            )
+        return outputs
+
+
+class ProducerRule(ChannelRule):
+    """Conv1D/2D/3D (grouped too), Conv*DTranspose and Dense.
+
+    Output channels are new filters. Grouped convolutions keep `groups`
+    uniform: filter `j` of every group is one unit, and input channel `i` of
+    every group is coupled; with `groups == input channels` (depthwise
+    written as a grouped convolution) the layer follows its input instead.
+    """
+
+    def __init__(self, count="filters", transpose=False):
+        self.count = count
+        self.transpose = transpose
+        # Keras kernels: (..., in, out); transposed convolutions (..., out, in)
+        self.in_axis, self.out_axis = (-1, -2) if transpose else (-2, -1)
+
+    def _mode(self, layer, channels_in):
+        groups = getattr(layer, "groups", 1)
+        if groups == 1:
+            return "dense"
+        if groups == channels_in:
+            return "depthwise"
+        return "grouped"
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if len(inputs) != 1 or inputs[0].slots is None:
+            return ctx.barrier(layer, inputs, output_shapes, "input unknown")
+        if not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        slots_in = inputs[0].slots
+        n = getattr(layer, self.count)
+        mode = self._mode(layer, len(slots_in))
+        if mode == "dense":
+            out = ctx.new_filters(layer, n)
+        elif mode == "depthwise":
+            out = np.repeat(slots_in, n // len(slots_in))
+        else:
+            groups = layer.groups
+            per_in, per_out = len(slots_in) // groups, n // groups
+            out = ctx.new_filters(layer, n)
+            for k in range(1, groups):
+                ctx.couple(
+                    slots_in[k * per_in : (k + 1) * per_in], slots_in[:per_in]
+                )
+                ctx.couple(out[k * per_out : (k + 1) * per_out], out[:per_out])
+        return _check_activation(ctx, layer, inputs, output_shapes, out)
+
+    def weights(self, layer, in_slots, out_slots):
+        slots_in, out = in_slots[0], out_slots[0]
+        mode = self._mode(layer, len(slots_in))
+        kernel = [WeightAxis(self.out_axis, out, True)]
+        if mode == "dense":
+            kernel.append(WeightAxis(self.in_axis, slots_in, False))
+        elif mode == "grouped":
+            per_in = len(slots_in) // layer.groups
+            kernel.append(WeightAxis(self.in_axis, slots_in[:per_in], False))
+        found = {"kernel": kernel}
+        if getattr(layer, "use_bias", False):
+            found["bias"] = [WeightAxis(0, out, True)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        config = dict(config)
+        config[self.count] = int(keep_out[0].sum())
+        if self._mode(layer, len(keep_in[0])) == "depthwise":
+            config["groups"] = int(keep_in[0].sum())
+        return config
+
+    def filter_kernel(self, layer):
+        channels_in = layer.kernel.shape[self.in_axis]
+        if getattr(layer, "groups", 1) > 1 and channels_in == 1:
+            return None  # depthwise written as a grouped convolution
+        return ("kernel", self.out_axis)
+
+
+class DepthwiseRule(ChannelRule):
+    """DepthwiseConv1D/2D: output `c * m + j` follows input channel `c`."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if len(inputs) != 1 or not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        out = np.repeat(inputs[0].slots, layer.depth_multiplier)
+        return _check_activation(ctx, layer, inputs, output_shapes, out)
+
+    def weights(self, layer, in_slots, out_slots):
+        found = {"kernel": [WeightAxis(-2, in_slots[0], True)]}
+        if layer.use_bias:
+            found["bias"] = [WeightAxis(0, out_slots[0], True)]
+        return found
+
+
+class SeparableRule(ProducerRule):
+    """SeparableConv1D/2D: a depthwise consumer plus a pointwise producer."""
+
+    def __init__(self):
+        super().__init__("filters")
+
+    def _mode(self, layer, channels_in):
+        return "dense"
+
+    def weights(self, layer, in_slots, out_slots):
+        slots_in, out = in_slots[0], out_slots[0]
+        mid = np.repeat(slots_in, layer.depth_multiplier)
+        found = {
+            "depthwise_kernel": [WeightAxis(-2, slots_in, False)],
+            "pointwise_kernel": [
+                WeightAxis(-2, mid, False),
+                WeightAxis(-1, out, True),
+            ],
+        }
+        if layer.use_bias:
+            found["bias"] = [WeightAxis(0, out, True)]
+        return found
+
+    def filter_kernel(self, layer):
+        return ("pointwise_kernel", -1)
+
+
+class EmbeddingRule(ChannelRule):
+    """Embedding: the `output_dim` embedding columns are filters."""
+
+    needs_input_slots = False
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        return [ctx.new_filters(layer, layer.output_dim)]
+
+    def weights(self, layer, in_slots, out_slots):
+        return {"embeddings": [WeightAxis(1, out_slots[0], True)]}
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        return {**config, "output_dim": int(keep_out[0].sum())}
+
+    def filter_kernel(self, layer):
+        return ("embeddings", 1)
+
+
+class MergeRule(ChannelRule):
+    """Add, Subtract, Multiply, Maximum, Minimum, Average.
+
+    Channel `c` of every input and of the output are one unit. An input
+    broadcast along channels (size 1) couples nothing.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        width = output_shapes[0][-1]
+        full = [t for t in inputs if t.shape[-1] == width]
+        if any(t.slots is None for t in inputs) or not full or any(
+            t.shape[-1] not in (1, width) for t in inputs
+        ):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "inputs of unknown channels"
+            )
+        for t in full[1:]:
+            ctx.couple(t.slots, full[0].slots)
+        return [full[0].slots]
+
+
+class ConcatenateRule(MergeRule):
+    """Concatenate: along channels the output slots are the inputs' in order
+    (channel offsets); along another axis it couples like a merge."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        rank = len(output_shapes[0])
+        if not _last_axis(layer.axis, rank):
+            return super().propagate(ctx, layer, inputs, output_shapes)
+        if any(t.slots is None for t in inputs):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "inputs of unknown channels"
+            )
+        return [np.concatenate([t.slots for t in inputs])]
+
+
+def _spatial_size(shape):
+    dims = shape[1:-1]
+    if any(d is None for d in dims):
+        return None
+    return int(np.prod(dims, dtype=np.int64)) if dims else 1
+
+
+class FlattenRule(ChannelRule):
+    """Flatten: channel `c` becomes the input units `p * C + c`."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        shape = inputs[0].shape
+        size = _spatial_size(shape)
+        if size is None or not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "unknown spatial size"
+            )
+        return [np.tile(inputs[0].slots, size)]
+
+
+class ReshapeRule(ChannelRule):
+    """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        in_shape, out_shape = inputs[0].shape, output_shapes[0]
+        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
+            return [inputs[0].slots]
+        size = _spatial_size(in_shape)
+        if len(out_shape) == 2 and size is not None:
+            return [np.tile(inputs[0].slots, size)]
+        return ctx.barrier(
+            layer, inputs, output_shapes, "reshape mixes the channel axis"
+        )
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        target = list(config["target_shape"])
+        if target[-1] != -1:
+            if len(target) == 1:
+                target[-1] = int(keep_out[0].sum())
+            else:
+                target[-1] = int(keep_in[0].sum())
+        return {**config, "target_shape": tuple(target)}
+
+
+class InputLayerRule(ChannelRule):
+    """A nested model's input: its `batch_shape` follows the kept channels."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        return [inputs[0].slots]
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        shape = list(config["batch_shape"])
+        shape[-1] = int(keep_out[0].sum())
+        return {**config, "batch_shape": tuple(shape)}
+
+
+class MFMRule(ChannelRule):
+    """MFM: output channel `k` couples input channels `k` and `k + N/2`."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        slots = inputs[0].slots
+        if not _last_axis(layer.axis, len(inputs[0].shape)):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "MFM over a non-last axis"
+            )
+        half = len(slots) // 2
+        ctx.couple(slots[half:], slots[:half])
+        return [slots[:half]]
+
+
+class ChannelPaddingRule(ChannelRule):
+    """ChannelPadding: the padded channels are constant zeros."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        before, after = layer.padding
+        return [
+            np.concatenate(
+                [ctx.new_zeros(before), inputs[0].slots, ctx.new_zeros(after)]
+            )
+        ]
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        before, after = layer.padding
+        keep = keep_out[0]
+        return {
+            **config,
+            "padding": (
+                int(keep[:before].sum()),
+                int(keep[len(keep) - after :].sum()),
+            ),
+        }
+
+
+def _register_builtin_rules():
+    pass_through = PassThrough()
+    for name in [
+        "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
+        "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+        "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+        "Identity", "UnitNormalization",
+        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+        "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+        "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D",
+        "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+        "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    ]:
+        if hasattr(L, name):
+            register_channel_rule(getattr(L, name), pass_through)
+    register_channel_rule(L.Activation, ActivationRule())
+    register_channel_rule(L.PReLU, PReLURule())
+    register_channel_rule(L.Softmax, SoftmaxRule())
+    register_channel_rule(L.BatchNormalization, BatchNormalizationRule())
+    for cls in (L.LayerNormalization, L.GroupNormalization):
+        register_channel_rule(cls, NormalizationOverChannelsRule())
+    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+        register_channel_rule(cls, ProducerRule("filters"))
+    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+        register_channel_rule(cls, ProducerRule("filters", transpose=True))
+    register_channel_rule(L.Dense, ProducerRule("units"))
+    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+        register_channel_rule(cls, DepthwiseRule())
+    for cls in (L.SeparableConv1D, L.SeparableConv2D):
+        register_channel_rule(cls, SeparableRule())
+    register_channel_rule(L.Embedding, EmbeddingRule())
+    merge = MergeRule()
+    for cls in (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum,
+                L.Average):
+        register_channel_rule(cls, merge)
+    register_channel_rule(L.Concatenate, ConcatenateRule())
+    register_channel_rule(L.Flatten, FlattenRule())
+    register_channel_rule(L.Reshape, ReshapeRule())
+    register_channel_rule(L.InputLayer, InputLayerRule())
+    register_channel_rule(MFM, MFMRule())
+    register_channel_rule(ChannelPadding, ChannelPaddingRule())
+
+
+_register_builtin_rules()

@@ -1,0 +1,51 @@
+import importlib.util
+import json
+import pathlib
+
+import keras
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "nddr_train", ROOT / "examples" / "nddr" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="no Fashion-MNIST")
+def test_nddr_shortcut_smoke_run(tmp_path):
+    script = _load_script()
+    results = script.main([
+        "--method", "nddr_shortcut", "--epochs", "1", "--limit-train", "256",
+        "--steps-per-epoch", "2", "--batch-size", "32", "--widths", "4,8",
+        "--output-dir", str(tmp_path), "--verbose", "0"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["test"]) >= {"label_accuracy", "rotation_accuracy"}
+    assert saved["fusion_params"] > 0
+    assert results["arguments"]["method"] == "nddr_shortcut"
+
+
+@pytest.mark.tensorflow
+def test_rotation_targets_are_deterministic_and_rotate():
+    import numpy as np
+    import tensorflow as tf
+
+    script = _load_script()
+    image = np.zeros((9, 9, 1), "float32")
+    image[1, 4, 0] = 1.0  # a dot above the centre
+    map_fn = script.make_map_fn(4, 0)
+    first, second = map_fn(image, 3), map_fn(image, 3)
+    assert int(first[1]["rotation"]) == int(second[1]["rotation"])
+    assert int(first[1]["label"]) == 3
+    # A quarter turn moves the dot from above the centre to one side.
+    quarter = keras.ops.convert_to_numpy(
+        script.rotate(tf.constant(image), tf.constant(np.pi / 2)))
+    assert quarter[4, 1, 0] > 0.99 or quarter[4, 7, 0] > 0.99
+    assert quarter[1, 4, 0] < 1e-6
