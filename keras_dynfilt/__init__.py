@@ -15,6 +15,8 @@ from keras_dynfilt.layers import (  # noqa: E402
     NDDR,
     ChannelPadding,
     CrossStitch,
+    DimensionReduction,
+    FilterGenerator,
     WSoftmaxHead,
 )
 
@@ -23,6 +25,8 @@ __all__ = [
     "NDDR",
     "ChannelPadding",
     "CrossStitch",
+    "DimensionReduction",
+    "FilterGenerator",
     "WSoftmaxHead",
     "__version__",
     "callbacks",
