@@ -9,6 +9,8 @@ from keras_dynfilt.layers import (  # noqa: E402
     NDDR,
     ChannelPadding,
     CrossStitch,
+    DimensionReduction,
+    FilterGenerator,
     WSoftmaxHead,
 )
 
@@ -17,6 +19,8 @@ __all__ = [
     "NDDR",
     "ChannelPadding",
     "CrossStitch",
+    "DimensionReduction",
+    "FilterGenerator",
     "WSoftmaxHead",
     "__version__",
     "layers",
