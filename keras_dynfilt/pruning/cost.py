@@ -19,6 +19,7 @@ import keras
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.pruning.graph import (
+    _variables,
     analyze,
     graph_of,
     is_graph_model,
@@ -188,9 +189,9 @@ def _with_channels(shapes, keeps):
 def _compacted_params(layer, record, keep_of):
     axes = record.rule.weights(layer, record.in_slots, record.out_slots)
     total = 0
-    for variable in layer.weights:
+    for name, variable in _variables(layer).items():
         shape = list(variable.shape)
-        for axis in axes.get(variable.name, ()):
+        for axis in axes.get(name, ()):
             shape[axis.axis] = int(keep_of(axis.slots).sum())
         total += _prod(shape)
     return total
