@@ -6,7 +6,10 @@ two for floating-point operations. Counted: convolutions (plain, grouped,
 depthwise, separable, transposed), dense layers, and normalisation layers
 (one multiply-add per element: the folded scale and shift). Layers that only
 compare, add or copy (activations, pooling, merges, MFM, padding, reshapes)
-count zero. A layer with weights but no registered formula is listed with
+count zero. This library's `FilterGenerator`, `NDDR`, `CrossStitch`,
+`DimensionReduction` and `WSoftmaxHead` register their formulas in
+`keras_dynfilt.pruning.library_layers`. A layer with weights but no
+registered formula is listed with
 `macs=None` and left out of the total (see `ModelCost.unknown`); register a
 formula with `register_layer_cost`.
 """

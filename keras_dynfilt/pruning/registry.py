@@ -18,9 +18,10 @@ positions whose slots get *coupled* must be kept or removed together. A
 Rules are looked up by the layer's **exact** class: a subclass of `Conv2D`
 whose `call` does something else is never guessed to behave like `Conv2D`;
 it is a barrier until its author registers a rule with
-`register_channel_rule`. This library's own layers (MFM, ChannelPadding,
-and the NDDR / cross-stitch fusion layers) register theirs in
-`keras_dynfilt.pruning.rules`.
+`register_channel_rule`. This library's own layers register theirs in
+`keras_dynfilt.pruning.rules` (MFM, ChannelPadding) and
+`keras_dynfilt.pruning.library_layers` (NDDR, CrossStitch, FilterGenerator,
+DimensionReduction, WSoftmaxHead).
 """
 
 import collections
