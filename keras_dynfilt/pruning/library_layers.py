@@ -116,6 +116,13 @@ class NDDRRule(ChannelRule):
         kernels = [keras.ops.convert_to_numpy(k.value) for k in layer.kernels]
         return np.concatenate(kernels, axis=1).T
 
+    def filter_kernel_positions(self, layer):
+        offsets = np.cumsum([0] + [k.shape[1] for k in layer.kernels])
+        return [
+            (f"kernel_{k}", 1, np.arange(offsets[k], offsets[k + 1]))
+            for k in range(len(layer.kernels))
+        ]
+
 
 class CrossStitchRule(ChannelRule):
     """CrossStitch: channel `c` of every task is one unit."""
@@ -173,6 +180,10 @@ class FilterGeneratorRule(ChannelRule):
         value = keras.ops.convert_to_numpy(layer.coefficient_kernel.value)
         value = value.reshape(value.shape[0], layer.filters, -1)
         return np.transpose(value, (1, 0, 2)).reshape(layer.filters, -1)
+
+    def filter_kernel_positions(self, layer):
+        filters = np.repeat(np.arange(layer.filters), layer.repository_size)
+        return [("coefficient_kernel", 1, filters)]
 
 
 def _first_conv_key(layer):

@@ -97,6 +97,19 @@ class ChannelRule:
         value = keras.ops.convert_to_numpy(_variables(layer)[name].value)
         return np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)
 
+    def filter_kernel_positions(self, layer):
+        """For producers: where each filter's kernel entries lie.
+
+        Returns a list of `(weight_key, axis, filter_index)`: along `axis`
+        of that weight, position `p` belongs to filter `filter_index[p]`.
+        A callback that masks kernels only (soft filter pruning) zeroes
+        these. The default is the weight named by `filter_kernel`, one
+        position per filter.
+        """
+        name, axis = self.filter_kernel(layer)
+        size = _variables(layer)[name].shape[axis]
+        return [(name, axis, np.arange(size))]
+
 
 def _variables(layer):
     """A layer's variables by unique key, in `layer.weights` order.

@@ -273,3 +273,26 @@ def test_wsoftmax_head_training_logits_after_compaction():
         run(model, data, True), run(small, data, True)
     )
     assert diff <= 1e-5
+
+
+def test_filter_kernel_positions():
+    from keras_dynfilt.pruning import get_channel_rule
+
+    model = generator_model()
+    layer = model.get_layer("fg")
+    ((key, axis, index),) = get_channel_rule(layer).filter_kernel_positions(
+        layer
+    )
+    assert (key, axis) == ("coefficient_kernel", 1)
+    np.testing.assert_array_equal(index, np.repeat(np.arange(5), 4))
+    model = nddr_model()
+    layer = model.get_layer("nddr")
+    found = get_channel_rule(layer).filter_kernel_positions(layer)
+    assert [(k, a, list(i)) for k, a, i in found] == [
+        ("kernel_0", 1, list(range(6))), ("kernel_1", 1, list(range(6, 10)))
+    ]
+    layer = model.get_layer("a")
+    ((key, axis, index),) = get_channel_rule(layer).filter_kernel_positions(
+        layer
+    )
+    assert (key, axis, list(index)) == ("kernel", -1, list(range(6)))
