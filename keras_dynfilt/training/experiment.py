@@ -339,8 +339,13 @@ def plot_history(history, path, title=None):
     for ax, name in zip(axes[0], names):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], marker="o", label="train")
-        if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], marker="o", label="test")
+        val = history.get(f"val_{name}")
+        if val:
+            # With `validation_freq=k` there are fewer validation points:
+            # they belong to every k-th epoch, ending at the last one.
+            step = max(1, len(epochs) // len(val))
+            val_epochs = epochs[step - 1 :: step][: len(val)]
+            ax.plot(val_epochs, val, marker="o", label="test")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name)

@@ -58,3 +58,10 @@ def test_finish_without_training_writes_results(tmp_path):
     assert on_disk["arguments"]["dataset"] == "digits"
     assert results["num_replicas"] == 1
     assert not (tmp_path / "learning_curves.png").exists()
+
+
+def test_plot_history_with_sparse_validation(tmp_path):
+    history = {"loss": [3.0, 2.0, 1.5, 1.0], "val_loss": [2.5, 1.2]}
+    path = training.plot_history(history, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert path.endswith("c.png")
