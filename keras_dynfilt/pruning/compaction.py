@@ -163,14 +163,18 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         if record is not None and record.rule is not None:
             keep_in, keep_out = _keeps(graph, record, removed)
             axes = record.rule.weights(old, record.in_slots, record.out_slots)
-        new_variables = _variables(new)
-        for name, variable in _variables(old).items():
+        # Same class, same config structure: the variables line up by
+        # position (names may repeat across a layer's sublayers).
+        new_variables = list(_variables(new).values())
+        for (name, variable), target in zip(
+            _variables(old).items(), new_variables
+        ):
             value = keras.ops.convert_to_numpy(variable.value)
             for axis in axes.get(name, ()):
                 value = np.compress(
                     graph.keep_of(axis.slots, removed), value, axis=axis.axis
                 )
-            new_variables[name].assign(value)
+            target.assign(value)
 
 
 def compact(model, masks=None):

@@ -6,7 +6,10 @@ two for floating-point operations. Counted: convolutions (plain, grouped,
 depthwise, separable, transposed), dense layers, and normalisation layers
 (one multiply-add per element: the folded scale and shift). Layers that only
 compare, add or copy (activations, pooling, merges, MFM, padding, reshapes)
-count zero. A layer with weights but no registered formula is listed with
+count zero. This library's `FilterGenerator`, `NDDR`, `CrossStitch`,
+`DimensionReduction` and `WSoftmaxHead` register their formulas in
+`keras_dynfilt.pruning.library_layers`. A layer with weights but no
+registered formula is listed with
 `macs=None` and left out of the total (see `ModelCost.unknown`); register a
 formula with `register_layer_cost`.
 """
@@ -19,6 +22,7 @@ import keras
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.pruning.graph import (
+    _variables,
     analyze,
     graph_of,
     is_graph_model,
@@ -188,9 +192,9 @@ def _with_channels(shapes, keeps):
 def _compacted_params(layer, record, keep_of):
     axes = record.rule.weights(layer, record.in_slots, record.out_slots)
     total = 0
-    for variable in layer.weights:
+    for name, variable in _variables(layer).items():
         shape = list(variable.shape)
-        for axis in axes.get(variable.name, ()):
+        for axis in axes.get(name, ()):
             shape[axis.axis] = int(keep_of(axis.slots).sum())
         total += _prod(shape)
     return total

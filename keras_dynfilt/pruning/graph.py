@@ -20,7 +20,11 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
-from keras_dynfilt.pruning.registry import TensorSlots, get_channel_rule
+from keras_dynfilt.pruning.registry import (  # noqa: F401 - re-exported
+    TensorSlots,
+    _variables,
+    get_channel_rule,
+)
 
 Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
 Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
@@ -107,12 +111,7 @@ class FilterGroup:
         kernels = {}
         for path in self.layers:
             layer = self.graph.layers[path]
-            name, axis = get_channel_rule(layer).filter_kernel(layer)
-            variable = _variables(layer)[name]
-            value = keras.ops.convert_to_numpy(variable.value)
-            kernels[path] = np.moveaxis(value, axis, 0).reshape(
-                value.shape[axis], -1
-            )
+            kernels[path] = get_channel_rule(layer).filter_matrix(layer)
         rows = [
             np.concatenate([kernels[path][i] for path, i in unit])
             for unit in self.units
@@ -356,10 +355,6 @@ class ChannelGraph:
         if slots is None:
             return None
         return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
-
-
-def _variables(layer):
-    return {v.name: v for v in layer.weights}
 
 
 def analyze(model):

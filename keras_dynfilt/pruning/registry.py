@@ -18,12 +18,16 @@ positions whose slots get *coupled* must be kept or removed together. A
 Rules are looked up by the layer's **exact** class: a subclass of `Conv2D`
 whose `call` does something else is never guessed to behave like `Conv2D`;
 it is a barrier until its author registers a rule with
-`register_channel_rule`. This library's own layers (MFM, ChannelPadding,
-and the NDDR / cross-stitch fusion layers) register theirs in
-`keras_dynfilt.pruning.rules`.
+`register_channel_rule`. This library's own layers register theirs in
+`keras_dynfilt.pruning.rules` (MFM, ChannelPadding) and
+`keras_dynfilt.pruning.library_layers` (NDDR, CrossStitch, FilterGenerator,
+DimensionReduction, WSoftmaxHead).
 """
 
 import collections
+
+import keras
+import numpy as np
 
 WeightAxis = collections.namedtuple("WeightAxis", ["axis", "slots", "zero"])
 WeightAxis.__doc__ = """One channel-indexed axis of a weight.
@@ -79,6 +83,57 @@ class ChannelRule:
     def filter_kernel(self, layer):
         """For producers: `(weight_name, output_axis)` ranking the filters."""
         return None
+
+    def filter_matrix(self, layer):
+        """For producers: a NumPy array `(filters, D)`, one row per filter.
+
+        Row `i` is what a criterion ranks for the layer's filter `i` (the
+        index given to `ctx.new_filters`). The default flattens the weight
+        named by `filter_kernel` around its output axis; override it when
+        a filter's parameters are not one slice of one weight (filters of
+        several kernels, interleaved columns).
+        """
+        name, axis = self.filter_kernel(layer)
+        value = keras.ops.convert_to_numpy(_variables(layer)[name].value)
+        return np.moveaxis(value, axis, 0).reshape(value.shape[axis], -1)
+
+    def filter_kernel_positions(self, layer):
+        """For producers: where each filter's kernel entries lie.
+
+        Returns a list of `(weight_key, axis, filter_index)`: along `axis`
+        of that weight, position `p` belongs to filter `filter_index[p]`.
+        A callback that masks kernels only (soft filter pruning) zeroes
+        these. The default is the weight named by `filter_kernel`, one
+        position per filter.
+        """
+        name, axis = self.filter_kernel(layer)
+        size = _variables(layer)[name].shape[axis]
+        return [(name, axis, np.arange(size))]
+
+
+def _variables(layer):
+    """A layer's variables by unique key, in `layer.weights` order.
+
+    The key is the variable's name (`"kernel"`, `"gamma"`), or, when
+    sublayers repeat a name (two convolutions inside one layer), its path
+    below the layer (`"reduce1_conv/kernel"`). Channel rules name weights
+    by these keys.
+    """
+    weights = layer.weights
+    counts = collections.Counter(v.name for v in weights)
+    found = {}
+    for i, v in enumerate(weights):
+        key = v.name
+        if counts[key] > 1:
+            parts = v.path.split("/")
+            if layer.name in parts[:-1]:
+                key = "/".join(parts[parts.index(layer.name) + 1 :])
+            else:
+                key = v.path
+        if key in found:
+            key = f"{key}#{i}"
+        found[key] = v
+    return found
 
 
 _RULES = {}

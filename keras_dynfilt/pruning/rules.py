@@ -3,11 +3,10 @@
 Each rule is registered for an exact layer class (see
 `keras_dynfilt.pruning.registry`). Layers of this library register here,
 next to the Keras ones, so that `keras_dynfilt.layers` never imports the
-pruning package. The fusion layers (`NDDR`, `CrossStitch`) add their rules
-to this file when they land: an NDDR layer couples nothing (each task's
-1x1 convolution is a producer whose input rows are the concatenation of
-every task's channels), a cross-stitch unit couples channel `c` of every
-task's input and output.
+pruning package. The fusion, generation and head layers (`NDDR`,
+`CrossStitch`, `FilterGenerator`, `DimensionReduction`, `WSoftmaxHead`)
+register theirs, with their cost formulas, in
+`keras_dynfilt.pruning.library_layers`.
 """
 
 import warnings
