@@ -26,6 +26,13 @@ if keras.backend.backend() == "tensorflow":
     )
 
 
+# The example scripts and the training harness are TensorFlow's (tf.data,
+# tf.distribute); on other backends their tests are not even collected.
+collect_ignore = (
+    [] if keras.backend.backend() == "tensorflow" else ["examples", "training"]
+)
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "tensorflow: needs the TensorFlow backend (skipped on JAX)"
