@@ -1,5 +1,4 @@
-"""Soft Filter Pruning: zero the weakest filters while training from scratch.
-"""
+"""Soft Filter Pruning: zero the weakest filters while training from scratch."""
 
 import math
 import numbers
@@ -7,12 +6,11 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
 from keras_dynfilt.pruning.graph import filter_groups
-from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.masking import apply_group_mask, assign_unit_mask
 from keras_dynfilt.pruning.registry import get_channel_rule
 
 CRITERIA = ("l2", "l1", "fpgm")
@@ -86,19 +84,6 @@ def _soft_targets(group):
                     units[index] = u
         targets.append((variable, axis, units))
     return targets
-
-
-def _assign_mask(targets, keep):
-    extended = np.append(keep, True)  # index -1: not in this group
-    for variable, axis, units in targets:
-        mask = extended[units]
-        if mask.all():
-            continue
-        shape = [1] * len(variable.shape)
-        shape[axis] = len(mask)
-        mask = ops.reshape(ops.convert_to_tensor(mask), shape)
-        value = variable.value
-        variable.assign(ops.where(mask, value, ops.zeros_like(value)))
 
 
 def pruned_count(size, rate):
@@ -288,8 +273,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
             groups = filter_groups(model, warn=False)
         except TypeError as e:
             raise TypeError(
-                f"SoftFilterPruning needs a functional or Sequential model. "
-                f"{e}"
+                f"SoftFilterPruning needs a functional or Sequential model. {e}"
             ) from None
         graph = groups.graph
         if not groups:
@@ -388,7 +372,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
             else:
                 if group not in self._soft:
                     self._soft[group] = _soft_targets(group)
-                _assign_mask(self._soft[group], keep)
+                assign_unit_mask(self._soft[group], keep)
             masks.append(keep)
         self.masks = masks
         self._final_done = final
@@ -527,9 +511,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 self._mask(when=" (train end)", final=True)
             else:
                 self._step = self._read_step()
-                self._mask(
-                    self._schedule()[1], when=" (train end)", final=True
-                )
+                self._mask(self._schedule()[1], when=" (train end)", final=True)
 
     # -- results --------------------------------------------------------------
     def compact_model(self):

@@ -72,9 +72,19 @@ def apply_group_mask(group, keep):
     >>> keep[:2] = False
     >>> keras_dynfilt.pruning.apply_group_mask(groups[0], keep)
     """
-    keep = _check_keep(group, keep)
+    assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
+
+
+def assign_unit_mask(targets, keep):
+    """Zeroes, in place, the slices of `targets` whose unit is not kept.
+
+    Args:
+        targets: Iterable of `(variable, axis, units)`: `units[i]` is the
+            group unit that index `i` along `axis` belongs to (-1: none).
+        keep: Boolean array, one entry per unit of the group.
+    """
     extended = np.append(keep, True)  # index -1: not in this group
-    for variable, axis, units in _zero_targets(group):
+    for variable, axis, units in targets:
         mask = extended[units]
         if mask.all():
             continue
