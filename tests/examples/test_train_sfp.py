@@ -1,33 +1,41 @@
 """Smoke test of examples/pruning/train_sfp.py (tiny data, two steps)."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 pytestmark = pytest.mark.tensorflow
 pytest.importorskip("tensorflow")
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.scripts import load_script  # noqa: E402
 
-
-def _load(relative):
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_sfp_smoke(tmp_path):
-    script = _load("examples/pruning/train_sfp.py")
+    script = load_script("examples/pruning/train_sfp.py")
     out = tmp_path / "fpgm"
-    results = script.main([
-        "--dataset", "digits", "--method", "fpgm", "--depth", "8",
-        "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "32",
-        "--timing-repeats", "2", "--output-dir", str(out), "--verbose", "0",
-    ])
+    results = script.main(
+        [
+            "--dataset",
+            "digits",
+            "--method",
+            "fpgm",
+            "--depth",
+            "8",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "32",
+            "--timing-repeats",
+            "2",
+            "--output-dir",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     pruning = results["pruning"]
     assert pruning["masked_accuracy"] == pruning["compacted_accuracy"]
     assert pruning["max_abs_logit_difference"] <= 1e-4 * max(

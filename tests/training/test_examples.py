@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,21 +11,15 @@ import pytest
 pytestmark = pytest.mark.tensorflow
 pytest.importorskip("tensorflow")
 
+from tests.scripts import load_script  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _load_script(relative):
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])
 @pytest.mark.parametrize("jit", ["false", "true"])
 def test_demo_smoke_every_strategy_and_jit(tmp_path, strategy, jit):
-    demo = _load_script("examples/lightcnn/train.py")
+    demo = load_script("examples/lightcnn/train.py")
     out = tmp_path / "run"
     results = demo.main(
         [
@@ -65,7 +58,7 @@ def test_demo_smoke_every_strategy_and_jit(tmp_path, strategy, jit):
 
 
 def test_demo_mixed_precision_deterministic(tmp_path):
-    demo = _load_script("examples/lightcnn/train.py")
+    demo = load_script("examples/lightcnn/train.py")
     args = [
         "--dataset",
         "digits",
@@ -89,7 +82,7 @@ def test_demo_mixed_precision_deterministic(tmp_path):
     reason="Debian's dataset-fashion-mnist is not installed",
 )
 def test_demo_default_dataset_is_offline_fashion_mnist(tmp_path):
-    demo = _load_script("examples/lightcnn/train.py")
+    demo = load_script("examples/lightcnn/train.py")
     results = demo.main(
         [
             "--epochs",
@@ -107,7 +100,7 @@ def test_demo_default_dataset_is_offline_fashion_mnist(tmp_path):
 
 
 def test_report_table(tmp_path):
-    report = _load_script("examples/report.py")
+    report = load_script("examples/report.py")
     for seed, acc in [(0, 0.5), (1, 0.7)]:
         run = tmp_path / f"s{seed}"
         run.mkdir()
