@@ -10,7 +10,6 @@ pytest.importorskip("tensorflow")
 from tests.scripts import load_script  # noqa: E402
 
 
-
 def test_train_sfp_smoke(tmp_path):
     script = load_script("examples/pruning/train_sfp.py")
     out = tmp_path / "fpgm"
