@@ -12,7 +12,10 @@ training step (forward, softmax cross-entropy, backward, SGD update) of
   `(B, K, D)` tensor: the memory check below must detect it;
 
 is timed in the same process, interleaved, and reported as a ratio to
-`dense`. Only the head is trained (features are the model input): this is
+`dense`, for every batch size B of `--batch-sizes`, beside the ratio of
+matrix-product multiply-adds (`matmul floor`): the exact gradient of the
+biased logits needs Gram rows that Dense does not, so where that floor is
+above 1.3x no implementation of the exact loss can meet the 1.3x target. Only the head is trained (features are the model input): this is
 the worst case for the ratio, a real network adds the same backbone cost to
 both.
 
@@ -116,9 +119,23 @@ def largest_array(train, features, labels):
     return largest
 
 
-def measure(args, num_classes, dim):
+def matmul_floor(batch, num_classes, dim):
+    """W-Softmax / Dense ratio of matrix-product multiply-adds.
+
+    Dense: `3·B·K·D` (forward, input and kernel gradients). W-Softmax adds
+    the Gram rows the layer picks: `2·K²·D` for the full Gram matrix when
+    `2·K <= 3·B`, else `3·B·K·D` for the rows of the labelled classes.
+    """
+    dense = 3 * batch * num_classes * dim
+    if 2 * num_classes <= 3 * batch:
+        extra = 2 * num_classes * num_classes * dim
+    else:
+        extra = 3 * batch * num_classes * dim
+    return (dense + extra) / dense
+
+
+def measure(args, num_classes, dim, batch):
     rng = np.random.default_rng(0)
-    batch = args.batch_size
     features = tf.constant(rng.normal(size=(batch, dim)).astype("float32"))
     labels = tf.constant(
         rng.integers(0, num_classes, size=batch).astype("int32")
@@ -156,7 +173,10 @@ def measure(args, num_classes, dim):
         "dim": dim,
         "batch_size": batch,
         "steps_per_call": steps,
-        "gram": "full (K, K)" if batch >= num_classes else "label rows",
+        "gram": (
+            "full (K, K)" if 2 * num_classes <= 3 * batch else "label rows"
+        ),
+        "matmul_floor": matmul_floor(batch, num_classes, dim),
         "b_k_d": batch * num_classes * dim,
         **{kind: result[kind] for kind in kinds},
         "ratio": result["wsoftmax"]["step_ms"] / result["dense"]["step_ms"],
@@ -173,10 +193,10 @@ def measure(args, num_classes, dim):
 
 def table(rows):
     lines = [
-        "| K | D | Gram | dense ms | α=0 ratio | W-Softmax ms | ratio "
-        "| naive ratio | largest array (dense / W-Softmax / naive) "
-        "| B·K·D |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+        "| B | K | D | Gram | dense ms | α=0 ratio | W-Softmax ms | ratio "
+        "| matmul floor | naive ratio "
+        "| largest array (dense / W-Softmax / naive) | B·K·D |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         naive = r.get("naive", {}).get("largest_array_elements", "-")
@@ -184,10 +204,11 @@ def table(rows):
             f"{r['naive_ratio']:.2f}x" if "naive_ratio" in r else "-"
         )
         lines.append(
-            f"| {r['num_classes']} | {r['dim']} | {r['gram']} "
+            f"| {r['batch_size']} | {r['num_classes']} | {r['dim']} "
+            f"| {r['gram']} "
             f"| {r['dense']['step_ms']:.3f} | {r['normalized_ratio']:.2f}x "
             f"| {r['wsoftmax']['step_ms']:.3f} | {r['ratio']:.2f}x "
-            f"| {naive_ratio} "
+            f"| {r['matmul_floor']:.2f}x | {naive_ratio} "
             f"| {r['dense']['largest_array_elements']:,} / "
             f"{r['wsoftmax']['largest_array_elements']:,} / "
             f"{naive if naive == '-' else f'{naive:,}'} "
@@ -202,7 +223,9 @@ def main():
         "--classes", type=int, nargs="+", default=[10, 100, 1000, 10000]
     )
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 512])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[256, 2048]
+    )
     parser.add_argument(
         "--steps", type=int, default=50, help="training steps per timed call"
     )
@@ -212,19 +235,41 @@ def main():
     args = parser.parse_args()
 
     rows = []
-    for num_classes in args.classes:
-        for dim in args.dims:
-            row = measure(args, num_classes, dim)
-            rows.append(row)
-            print(
-                f"K={num_classes:>6} D={dim:>4}: dense "
-                f"{row['dense']['step_ms']:.3f} ms, W-Softmax "
-                f"{row['wsoftmax']['step_ms']:.3f} ms, "
-                f"ratio {row['ratio']:.2f}x",
-                flush=True,
-            )
+    for batch in args.batch_sizes:
+        for num_classes in args.classes:
+            for dim in args.dims:
+                row = measure(args, num_classes, dim, batch)
+                rows.append(row)
+                print(
+                    f"B={batch:>5} K={num_classes:>6} D={dim:>4}: dense "
+                    f"{row['dense']['step_ms']:.3f} ms, W-Softmax "
+                    f"{row['wsoftmax']['step_ms']:.3f} ms, "
+                    f"ratio {row['ratio']:.2f}x "
+                    f"(matmul floor {row['matmul_floor']:.2f}x)",
+                    flush=True,
+                )
+    target = [r for r in rows if r["num_classes"] <= 1000]
+    summary = {
+        "target": "ratio <= 1.3 at K <= 1000",
+        "met": [
+            (r["batch_size"], r["num_classes"], r["dim"])
+            for r in target
+            if r["ratio"] <= 1.3
+        ],
+        "missed": [
+            (r["batch_size"], r["num_classes"], r["dim"])
+            for r in target
+            if r["ratio"] > 1.3
+        ],
+        "missed_with_floor_above_1_3": [
+            (r["batch_size"], r["num_classes"], r["dim"])
+            for r in target
+            if r["ratio"] > 1.3 and r["matmul_floor"] > 1.3
+        ],
+    }
     print()
     print(table(rows))
+    print(json.dumps(summary))
     if args.output:
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w") as f:
@@ -242,6 +287,7 @@ def main():
                         "processor": platform.processor(),
                     },
                     "rows": rows,
+                    "summary": summary,
                     "table": table(rows),
                 },
                 f,

@@ -47,10 +47,12 @@ class WSoftmaxHead(keras.layers.Layer):
     biasing). At inference, or whenever
     no labels are given, the head returns the plain logits `z = Ŵᵀ x`.
 
-    The Gram rows cost `min(batch, num_classes) · num_classes · dim`
-    multiply-adds: the full `(num_classes, num_classes)` Gram matrix is used
-    when the batch size is statically known and at least `num_classes`,
-    otherwise the rows of the labelled classes (`(batch, num_classes)`).
+    The Gram rows cost extra matrix products: the full
+    `(num_classes, num_classes)` Gram matrix (`2·K²·D` multiply-adds forward
+    and backward) when `2·K <= 3·batch`, otherwise the rows of the labelled
+    classes (`3·B·K·D`), on top of the `3·B·K·D` of a dense head. The exact
+    gradient therefore costs up to twice a dense head's matrix products
+    when `K` is large compared with the batch.
 
     Under a mixed precision policy the kernel stays float32 (it is not
     autocast) and the norms, logits and biased logits are computed in
@@ -246,13 +248,29 @@ class WSoftmaxHead(keras.layers.Layer):
             ops.maximum(squared, _SQUARED_NORM_EPSILON)
         )
 
-    def _gram_rows(self, kernel, labels, batch):
+    def _gram_rows(self, kernel, labels):
         # Row y of G = Ŵᵀ Ŵ for every label y, shape (batch, num_classes).
-        if batch is not None and batch >= self.num_classes:
+        # The full Gram matrix costs K²·D multiply-adds forward and K²·D
+        # backward; the rows of the labelled classes B·K·D forward and
+        # 2·B·K·D backward: take the cheaper, at trace time when the batch
+        # size is static, otherwise with a `cond` on the actual batch size.
+        def full():
             gram = ops.matmul(ops.transpose(kernel), kernel)
             return ops.take(gram, labels, axis=0)
-        label_weights = ops.take(kernel, labels, axis=1)
-        return ops.matmul(ops.transpose(label_weights), kernel)
+
+        def rows():
+            label_weights = ops.take(kernel, labels, axis=1)
+            return ops.matmul(ops.transpose(label_weights), kernel)
+
+        batch = labels.shape[0]
+        if batch is not None:
+            return full() if self._full_gram_is_cheaper(batch) else rows()
+        return ops.cond(
+            self._full_gram_is_cheaper(ops.shape(labels)[0]), full, rows
+        )
+
+    def _full_gram_is_cheaper(self, batch):
+        return 2 * self.num_classes <= 3 * batch
 
     def call(self, features, labels=None, training=None):
         kernel = self._normalized_kernel()
@@ -266,15 +284,17 @@ class WSoftmaxHead(keras.layers.Layer):
             return ops.cast(logits, self.compute_dtype)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         alpha = self.alpha
-        positive = ops.take_along_axis(
-            logits, ops.expand_dims(labels, 1), axis=1
+        is_label = ops.one_hot(labels, self.num_classes, dtype="bool")
+        # z_y as a masked sum: element-wise work that fuses, where a gather
+        # would need a scatter in the backward pass.
+        positive = ops.sum(
+            ops.where(is_label, logits, 0.0), axis=1, keepdims=True
         )
-        gram_rows = self._gram_rows(kernel, labels, features.shape[0])
+        gram_rows = self._gram_rows(kernel, labels)
         squared_norm = 1.0 + alpha * alpha + 2.0 * alpha * gram_rows
         biased = (logits + alpha * positive) * ops.rsqrt(
             ops.maximum(squared_norm, _SQUARED_NORM_EPSILON)
         )
-        is_label = ops.one_hot(labels, self.num_classes, dtype="bool")
         logits = ops.where(is_label, logits, biased)
         return ops.cast(logits, self.compute_dtype)
 

@@ -49,17 +49,31 @@ def numeric_gradient(fn, value, step=1e-6):
     return grad
 
 
-def layer_gradients(layer, features, labels):
-    """d(mean W-Softmax cross-entropy) / d(features, kernel), autodiff."""
+def layer_gradients(layer, features, labels, dynamic_batch=False):
+    """d(mean W-Softmax cross-entropy) / d(features, kernel), autodiff.
+
+    `dynamic_batch` (TensorFlow only) traces a graph with an unknown batch
+    size, as `model.fit` on a `tf.data` pipeline does.
+    """
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        x = tf.constant(features)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = loss_fn(labels, layer(x, labels=labels, training=True))
-        dx, dk = tape.gradient(loss, [x, layer.kernel.value])
+        def gradients(x, y):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = loss_fn(y, layer(x, labels=y, training=True))
+            return tape.gradient(loss, [x, layer.kernel.value])
+
+        if dynamic_batch:
+            gradients = tf.function(
+                gradients,
+                input_signature=[
+                    tf.TensorSpec((None, features.shape[1]), "float32"),
+                    tf.TensorSpec((None,), "int32"),
+                ],
+            )
+        dx, dk = gradients(tf.constant(features), tf.constant(labels))
         return np.asarray(dx), np.asarray(dk)
     import jax
 
@@ -171,12 +185,23 @@ def test_true_class_logit_is_unchanged_and_negatives_rise():
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5])
-def test_gradients_match_reference(alpha):
-    features, labels = make_data(4, 5, 4, seed=5)
-    layer = WSoftmaxHead(4, alpha=alpha)
+@pytest.mark.parametrize(
+    "batch, num_classes, dynamic_batch",
+    [
+        (4, 4, False),  # full Gram
+        (2, 6, False),  # Gram rows of the labels
+        (4, 4, True),  # the `cond` between them, batch size unknown
+        (2, 6, True),
+    ],
+)
+def test_gradients_match_reference(alpha, batch, num_classes, dynamic_batch):
+    if dynamic_batch and keras.backend.backend() != "tensorflow":
+        pytest.skip("JAX traces with static shapes")
+    features, labels = make_data(batch, 5, num_classes, seed=5)
+    layer = WSoftmaxHead(num_classes, alpha=alpha)
     layer.build(features.shape)
     kernel = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
-    dx, dk = layer_gradients(layer, features, labels)
+    dx, dk = layer_gradients(layer, features, labels, dynamic_batch)
 
     def loss_of_x(x):
         return cross_entropy(
