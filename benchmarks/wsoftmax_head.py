@@ -15,8 +15,9 @@ is timed in the same process, interleaved, and reported as a ratio to
 `dense`, for every batch size B of `--batch-sizes`, beside the ratio of
 matrix-product multiply-adds (`matmul floor`): the exact gradient of the
 biased logits needs Gram rows that Dense does not, so where that floor is
-above 1.3x no implementation of the exact loss can meet the 1.3x target. Only the head is trained (features are the model input): this is
-the worst case for the ratio, a real network adds the same backbone cost to
+above 1.3x no implementation of the exact loss can meet the 1.3x target.
+Only the head is trained (features are the model input): this is the worst
+case for the ratio, a real network adds the same backbone cost to
 both.
 
 Memory: the optimised XLA HLO of each compiled step is scanned for its

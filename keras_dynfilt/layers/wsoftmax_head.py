@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import constraints, initializers, ops, regularizers
 
+from keras_dynfilt._validation import check_num_classes
+
 # Lower bound for squared norms (weight columns and the biased-weight norm).
 _SQUARED_NORM_EPSILON = 1e-12
 
@@ -126,15 +128,7 @@ class WSoftmaxHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, (int, np.integer))
-            or num_classes < 2
-        ):
-            raise ValueError(
-                "`num_classes` must be an integer >= 2. "
-                f"Received: num_classes={num_classes!r}"
-            )
+        num_classes = check_num_classes(num_classes)
         if (
             isinstance(alpha, bool)
             or not isinstance(alpha, (int, float, np.integer, np.floating))
@@ -171,16 +165,7 @@ class WSoftmaxHead(keras.layers.Layer):
         Returns:
             The integer `num_classes - 1`.
         """
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, (int, np.integer))
-            or num_classes < 2
-        ):
-            raise ValueError(
-                "`num_classes` must be an integer >= 2. "
-                f"Received: num_classes={num_classes!r}"
-            )
-        return int(num_classes) - 1
+        return check_num_classes(num_classes) - 1
 
     def _check_features_shape(self, features_shape):
         if len(features_shape) != 2:

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_image_shape, check_num_classes
 from keras_dynfilt.layers.dimension_reduction import DimensionReduction
 from keras_dynfilt.layers.filter_generator import FilterGenerator
 
@@ -127,22 +128,8 @@ def filter_generation_network(
     >>> {k: tuple(v.shape) for k, v in model.output.items()}
     {'logits': (None, 10), 'reconstruction': (None, 28, 28, 1)}
     """
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or any(
-        isinstance(d, bool) or not isinstance(d, int) or d < 1
-        for d in input_shape
-    ):
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) with positive "
-            f"integers. Received: input_shape={input_shape!r}"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    input_shape = check_image_shape(input_shape)
+    num_classes = check_num_classes(num_classes)
     _check_positive_int(encoder_filters, "encoder_filters")
     _check_positive_int(repository_size, "repository_size")
     _check_positive_int(kernel_size, "kernel_size")

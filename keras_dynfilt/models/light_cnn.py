@@ -1,5 +1,6 @@
 import keras
 
+from keras_dynfilt._validation import check_image_shape, check_num_classes
 from keras_dynfilt.layers.mfm import MFM
 
 # LightCNN-9 stage widths (output channels after MFM) and the positions of
@@ -70,20 +71,8 @@ def light_cnn(
             f"`variant` must be one of {sorted(_VARIANTS)}. "
             f"Received: variant={variant!r}"
         )
-    if len(tuple(input_shape)) != 3 or any(
-        not isinstance(d, int) or d < 1 for d in input_shape
-    ):
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) with positive "
-            f"integers. Received: input_shape={input_shape!r}"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    input_shape = check_image_shape(input_shape)
+    num_classes = check_num_classes(num_classes)
     if not width_multiplier > 0:
         raise ValueError(
             "`width_multiplier` must be a positive number. "

@@ -1,5 +1,6 @@
 import keras
 
+from keras_dynfilt._validation import check_image_shape
 from keras_dynfilt.layers.cross_stitch import CrossStitch
 from keras_dynfilt.layers.nddr import DEFAULT_WEIGHT_DECAY, NDDR
 from keras_dynfilt.optimizers.lr_multiplier import set_lr_multiplier
@@ -163,14 +164,7 @@ def nddr_network(
         raise ValueError(
             f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}"
         )
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3 or (
-        any(isinstance(d, bool) or not isinstance(d, int) or d < 1
-            for d in input_shape)
-    ):
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) with positive "
-            f"integers. Received: input_shape={input_shape!r}"
-        )
+    input_shape = check_image_shape(input_shape)
     stages = list(stages)
     if not stages or not all(callable(s) for s in stages):
         raise ValueError(

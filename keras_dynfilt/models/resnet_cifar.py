@@ -1,5 +1,6 @@
 import keras
 
+from keras_dynfilt._validation import check_image_shape, check_num_classes
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 
 
@@ -80,18 +81,8 @@ def resnet_cifar(
         raise ValueError(
             f"`shortcut` must be 'A' or 'B'. Received: shortcut={shortcut!r}"
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            "`num_classes` must be an integer >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(
-            "`input_shape` must be (height, width, channels). "
-            f"Received: input_shape={input_shape!r}"
-        )
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_image_shape(input_shape)
     blocks = (depth - 2) // 6
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _conv(16, 1, "conv1", weight_decay)(inputs)

@@ -1,16 +1,10 @@
-import importlib.util
 import json
 import os
-import pathlib
 
 import pytest
 
 from keras_dynfilt.training import DEBIAN_FASHION_MNIST
-
-SCRIPT = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "examples" / "filter_generation" / "train.py"
-)
+from tests import scripts
 
 pytestmark = [
     pytest.mark.tensorflow,
@@ -23,10 +17,7 @@ pytestmark = [
 
 
 def _train_module():
-    spec = importlib.util.spec_from_file_location("fg_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load_script("examples/filter_generation/train.py")
 
 
 @pytest.mark.parametrize("model", ["generated", "baseline"])

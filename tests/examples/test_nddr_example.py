@@ -1,20 +1,16 @@
-import importlib.util
 import json
 import pathlib
 
 import keras
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests import scripts
+
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "nddr_train", ROOT / "examples" / "nddr" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load_script("examples/nddr/train.py")
 
 
 @pytest.mark.slow

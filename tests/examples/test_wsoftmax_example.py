@@ -1,26 +1,15 @@
-import importlib.util
 import json
-import pathlib
 
 import keras
 import numpy as np
 import pytest
 
 from keras_dynfilt.layers import WSoftmaxHead
-
-SCRIPT = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "examples"
-    / "wsoftmax"
-    / "train.py"
-)
+from tests import scripts
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("wsoftmax_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load_script("examples/wsoftmax/train.py")
 
 
 @pytest.mark.tensorflow
