@@ -54,7 +54,10 @@ class WSoftmaxHead(keras.layers.Layer):
     and backward) when `2·K <= 3·batch`, otherwise the rows of the labelled
     classes (`3·B·K·D`), on top of the `3·B·K·D` of a dense head. The exact
     gradient therefore costs up to twice a dense head's matrix products
-    when `K` is large compared with the batch.
+    when `K` is large compared with the batch. When the batch size is
+    unknown while tracing (TensorFlow graphs fed by `tf.data`), the choice
+    is a `cond` on the actual batch size; TensorFlow may then log a
+    harmless "Type inference failed" warning for it (tensorflow#57052).
 
     Under a mixed precision policy the kernel stays float32 (it is not
     autocast) and the norms, logits and biased logits are computed in
