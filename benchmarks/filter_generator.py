@@ -33,6 +33,7 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -256,9 +257,7 @@ def main():
         "description": "forward+backward step time; ratios of the fastest "
         "of interleaved rounds within one run (fg = FilterGenerator with "
         "implementation='mix', what 'auto' takes on TensorFlow)",
-        "command": "nice -n 10 python benchmarks/filter_generator.py "
-        + ("--quick " if args.quick else "")
-        + f"--rounds {args.rounds} --min-time {args.min_time}",
+        "command": " ".join(["python", *sys.argv]),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
