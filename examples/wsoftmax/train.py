@@ -37,23 +37,8 @@ class PositiveTargetWSoftmaxHead(WSoftmaxHead):
     which removes the label-independent minimum at all-negative logits.
     """
 
-    def call(self, features, labels=None, training=None):
-        kernel = self._normalized_kernel()
-        logits = keras.ops.matmul(keras.ops.cast(features, "float32"), kernel)
-        if labels is None or not training or self.alpha == 0.0:
-            return keras.ops.cast(logits, self.compute_dtype)
-        ops = keras.ops
-        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-        is_label = ops.one_hot(labels, self.num_classes, dtype="bool")
-        positive = ops.sum(ops.where(is_label, logits, 0.0), axis=1,
-                           keepdims=True)
-        gram_rows = self._gram_rows(kernel, labels, features.shape[0])
-        norm = 1.0 + self.alpha**2 + 2.0 * self.alpha * gram_rows
-        biased = (logits + self.alpha * ops.relu(positive)) * ops.rsqrt(
-            ops.maximum(norm, 1e-12)
-        )
-        return ops.cast(ops.where(is_label, logits, biased),
-                        self.compute_dtype)
+    def _biasing_logit(self, positive):
+        return keras.ops.relu(positive)
 
 
 def build_model(input_shape, num_classes, fc_width, head, alpha, channels):

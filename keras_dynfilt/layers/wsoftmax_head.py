@@ -260,6 +260,11 @@ class WSoftmaxHead(keras.layers.Layer):
     def _full_gram_is_cheaper(self, batch):
         return 2 * self.num_classes <= 3 * batch
 
+    def _biasing_logit(self, positive):
+        # The true-class logit z_y that biases the negatives; a hook for
+        # variants of the loss (the example's `max(z_y, 0)` experiment).
+        return positive
+
     def call(self, features, labels=None, training=None):
         kernel = self._normalized_kernel()
         logits = ops.matmul(ops.cast(features, "float32"), kernel)
@@ -280,7 +285,7 @@ class WSoftmaxHead(keras.layers.Layer):
         )
         gram_rows = self._gram_rows(kernel, labels)
         squared_norm = 1.0 + alpha * alpha + 2.0 * alpha * gram_rows
-        biased = (logits + alpha * positive) * ops.rsqrt(
+        biased = (logits + alpha * self._biasing_logit(positive)) * ops.rsqrt(
             ops.maximum(squared_norm, _SQUARED_NORM_EPSILON)
         )
         logits = ops.where(is_label, logits, biased)
