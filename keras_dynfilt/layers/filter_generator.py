@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from keras_dynfilt._validation import check_positive_int
+
 _IMPLEMENTATIONS = ("auto", "mix", "patches")
 
 
@@ -18,14 +20,6 @@ def _normalize_tuple(value, name):
             f"integers. Received: {name}={value!r}"
         )
     return tuple(pair)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
 
 
 def _conv_output_length(length, kernel, stride, dilation, padding):
@@ -156,9 +150,11 @@ class FilterGenerator(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = check_positive_int(filters, "filters")
         self.kernel_size = _normalize_tuple(kernel_size, "kernel_size")
-        self.repository_size = _positive_int(repository_size, "repository_size")
+        self.repository_size = check_positive_int(
+            repository_size, "repository_size"
+        )
         self.strides = _normalize_tuple(strides, "strides")
         self.dilation_rate = _normalize_tuple(dilation_rate, "dilation_rate")
         if not isinstance(padding, str) or padding.lower() not in (

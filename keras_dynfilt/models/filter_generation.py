@@ -1,16 +1,13 @@
 import keras
 import numpy as np
 
-from keras_dynfilt._validation import check_image_shape, check_num_classes
+from keras_dynfilt._validation import (
+    check_image_shape,
+    check_num_classes,
+    check_positive_int,
+)
 from keras_dynfilt.layers.dimension_reduction import DimensionReduction
 from keras_dynfilt.layers.filter_generator import FilterGenerator
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def _prediction_depth(get_layer):
@@ -130,9 +127,9 @@ def filter_generation_network(
     """
     input_shape = check_image_shape(input_shape)
     num_classes = check_num_classes(num_classes)
-    _check_positive_int(encoder_filters, "encoder_filters")
-    _check_positive_int(repository_size, "repository_size")
-    _check_positive_int(kernel_size, "kernel_size")
+    check_positive_int(encoder_filters, "encoder_filters")
+    check_positive_int(repository_size, "repository_size")
+    check_positive_int(kernel_size, "kernel_size")
     filters = tuple(filters) if isinstance(filters, (list, tuple)) else filters
     if not isinstance(filters, tuple) or not filters or any(
         isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in filters
