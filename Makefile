@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - a real training run (LightCNN on Fashion-MNIST, offline)
+#   make demo   - LightCNN trained under Soft Filter Pruning on Fashion-MNIST
+#                 (offline), compacted, before/after table
 #   make test   - the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -12,18 +13,23 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
 
+# tensorflow-model-optimization pins numpy~=1.23 and tf_keras would pull a
+# second TensorFlow: both go in without dependencies (theirs that matter are
+# already there) so that the tfmot interop test runs.
 $(VENV)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PYTHON) .ci/requirements.py all --tensorflow-cpu > $(VENV)/requirements.txt
+	$(PYTHON) .ci/requirements.py tensorflow-cpu all dev docs > $(VENV)/requirements.txt
 	$(VENV)/bin/pip install $(PIP_FLAGS) -r $(VENV)/requirements.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps \
+		tensorflow-model-optimization tf_keras dm-tree
 	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
 # Keras on JAX with no TensorFlow installed: proves the layers never import it.
 $(VENV_JAX)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV_JAX)
-	$(PYTHON) .ci/requirements.py dev --no-tensorflow > $(VENV_JAX)/requirements.txt
-	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -r $(VENV_JAX)/requirements.txt "jax[cpu]"
+	$(PYTHON) .ci/requirements.py jax sklearn plot dev > $(VENV_JAX)/requirements.txt
+	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -r $(VENV_JAX)/requirements.txt
 	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
@@ -36,7 +42,7 @@ data:
 	fi
 
 demo: venv data
-	$(VENV)/bin/python examples/lightcnn/train.py --output-dir runs/demo
+	$(VENV)/bin/python examples/demo/prune_lightcnn.py --output-dir runs/demo
 
 test: venv
 	$(VENV)/bin/python -m pytest

@@ -1,11 +1,10 @@
 """Print the pip requirements of keras-dynfilt for CI and `make`.
 
 Reads `pyproject.toml` (the single source of the dependency list) and prints
-the core dependencies plus the requested extras, one per line. With
-`--tensorflow-cpu`, the `tensorflow` requirement becomes `tensorflow-cpu` with
-the same version specifier: the same TensorFlow release without the CUDA
-kernels, so CI installs 274 MB instead of 572 MB. With `--no-tensorflow`, it is
-left out (the JAX environment).
+the core dependencies plus the requested extras (self-references such as
+`keras-dynfilt[tuner,plot]` resolved), one per line:
+
+    python .ci/requirements.py tensorflow-cpu all dev docs
 """
 
 import argparse
@@ -18,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SELF = "keras-dynfilt"
 
 
-def requirements(extras, tensorflow):
+def requirements(extras):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     optional = project.get("optional-dependencies", {})
     reqs, todo, seen = list(project["dependencies"]), list(extras), set()
@@ -26,6 +25,11 @@ def requirements(extras, tensorflow):
         extra = todo.pop()
         if extra in seen:
             continue
+        if extra not in optional:
+            raise SystemExit(
+                f"unknown extra {extra!r}; pyproject.toml has "
+                f"{sorted(optional)}"
+            )
         seen.add(extra)
         for req in optional[extra]:
             match = re.fullmatch(rf"{SELF}\[(.+)\]", req)
@@ -33,33 +37,14 @@ def requirements(extras, tensorflow):
                 todo.extend(e.strip() for e in match.group(1).split(","))
             else:
                 reqs.append(req)
-    out = []
-    for req in reqs:
-        name = re.match(r"[A-Za-z0-9_.-]+", req).group(0).lower()
-        if name == "tensorflow":
-            if tensorflow == "none":
-                continue
-            if tensorflow == "cpu":
-                req = "tensorflow-cpu" + req[len(name) :]
-        out.append(req)
-    return sorted(set(out))
+    return sorted(set(reqs))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("extras", nargs="*", default=[])
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--tensorflow-cpu", action="store_true")
-    group.add_argument("--no-tensorflow", action="store_true")
     args = parser.parse_args()
-    tensorflow = (
-        "cpu"
-        if args.tensorflow_cpu
-        else "none"
-        if args.no_tensorflow
-        else "gpu"
-    )
-    print("\n".join(requirements(args.extras, tensorflow)))
+    print("\n".join(requirements(args.extras)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@ for Keras 3."""
 
 __version__ = "0.1.0.dev0"
 
+from keras_dynfilt._backend import require_backend  # noqa: E402
+
+require_backend()
+
 from keras_dynfilt import (  # noqa: E402
     callbacks,
     layers,

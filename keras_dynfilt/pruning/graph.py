@@ -17,8 +17,8 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
+from keras_dynfilt._keras_private import Functional
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
 from keras_dynfilt.pruning.registry import (  # noqa: F401 - re-exported
     TensorSlots,

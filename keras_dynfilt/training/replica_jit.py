@@ -16,10 +16,8 @@ import functools
 
 import keras
 import tensorflow as tf
-from keras.src.losses import (
-    loss as loss_module,  # unscale_loss_for_distribution
-)
-from keras.src.trainers.data_adapters import data_adapter_utils
+
+from keras_dynfilt._keras_private import unscale_loss_for_distribution
 
 
 def _multi_replica():
@@ -64,10 +62,10 @@ def replica_jit_gradients(model, x, y=None, sample_weight=None):
 
 def replica_jit_train_step(model, data):
     """Keras's default `train_step` with the replica-local part under XLA."""
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     loss, y_pred, gradients = replica_jit_gradients(model, x, y, sample_weight)
     model._loss_tracker.update_state(
-        loss_module.unscale_loss_for_distribution(loss),
+        unscale_loss_for_distribution(loss),
         sample_weight=tf.shape(
             next(i for i in keras.tree.flatten(x) if i is not None)
         )[0],
