@@ -44,11 +44,15 @@ data:
 demo: venv data
 	$(VENV)/bin/python examples/demo/prune_lightcnn.py --output-dir runs/demo
 
+# Two pytest-xdist workers (one per core); a test file stays on one worker so
+# that its module-scoped models are built once.
+PYTEST_FLAGS ?= -n 2 --dist loadfile --durations=15
+
 test: venv
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_FLAGS)
 
 test-jax: venv-jax
-	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
