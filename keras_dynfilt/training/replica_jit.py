@@ -256,16 +256,15 @@ class ReplicaJitModel(ReplicaJitMixin, keras.Model):
     `compile(..., jit_compile=True)` under `strategy.scope()`. See
     `ReplicaJitMixin` for the mechanism and for custom `train_step`s.
 
-    Example:
-
-    ```python
-    strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
-        base = keras_dynfilt.models.light_cnn((28, 28, 1), 10)
-        model = keras_dynfilt.training.ReplicaJitModel.wrap(base)
-        model.compile("adam", loss, jit_compile=True)
-    model.fit(dataset, epochs=2)
-    ```
+    Examples:
+        ```python
+        strategy = tf.distribute.MirroredStrategy()
+        with strategy.scope():
+            base = keras_dynfilt.models.light_cnn((28, 28, 1), 10)
+            model = keras_dynfilt.training.ReplicaJitModel.wrap(base)
+            model.compile("adam", loss, jit_compile=True)
+        model.fit(dataset, epochs=2)
+        ```
     """
 
     @classmethod
