@@ -9,6 +9,7 @@ Only whitespace is normalised; no `ELLIPSIS`. The examples of
 import doctest
 import importlib
 import inspect
+import re
 
 import keras
 import numpy as np
@@ -31,20 +32,32 @@ def _public_objects():
                 yield f"keras_dynfilt.{package_name}.{name}", obj
 
 
-def _doctests():
-    finder = doctest.DocTestFinder(recurse=True, exclude_empty=True)
+def _docstrings():
+    """A `DocTest` for every docstring of the public API (and its methods)."""
+    finder = doctest.DocTestFinder(recurse=True, exclude_empty=False)
     tests = []
     for qualified_name, obj in _public_objects():
         for test in finder.find(obj, qualified_name, globs={}):
             # Methods inherited from Keras carry Keras's own examples.
             if not test.filename or "keras_dynfilt" not in test.filename:
                 continue
-            if test.examples:
-                tests.append(test)
+            tests.append(test)
     return sorted(tests, key=lambda test: test.name)
 
 
-_TESTS = _doctests()
+_DOCSTRINGS = _docstrings()
+_TESTS = [test for test in _DOCSTRINGS if test.examples]
+
+
+def test_every_examples_section_is_a_doctest():
+    # griffe (mkdocstrings' google style) reads `Examples:` followed by an
+    # indented block as a section; `Example:` would be an admonition and
+    # `>>>` lines in it a nested blockquote. Each section must run here.
+    for test in _DOCSTRINGS:
+        text = test.docstring or ""
+        assert not re.search(r"^\s*Example:\s*$", text, re.M), test.name
+        if re.search(r"^\s*Examples:\s*$", text, re.M):
+            assert test.examples, f"{test.name}: `Examples:` without `>>>`"
 
 
 def test_examples_are_collected():
