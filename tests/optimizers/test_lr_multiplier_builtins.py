@@ -14,12 +14,13 @@ import pytest
 from tests.scripts import ROOT, load_script
 
 TABLE = load_script("examples/optimizers/lr_multiplier_table.py")
-DOCUMENTED = {
-    row["optimizer"]: row
-    for row in json.loads(
-        (ROOT / "docs/results/lr_multiplier/optimizers.json").read_text()
-    )["rows"]
-}
+_JSON = json.loads(
+    (ROOT / "docs/results/lr_multiplier/optimizers.json").read_text()
+)
+DOCUMENTED = {row["optimizer"]: row for row in _JSON["rows"]}
+# The figures are those of the Keras version that wrote the table; other
+# versions are checked for the properties the docs state, not the figures.
+SAME_KERAS = keras.__version__ == _JSON["keras"]
 # Steps proportional to the learning rate: `multiplier` times as long.
 PROPORTIONAL = {"Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion",
                 "Muon", "Nadam", "RMSprop", "SGD", "ScheduleFreeAdamW"}
@@ -27,13 +28,18 @@ RATIOS = ["kernel_ratio_1", "kernel_ratio_n", "bias_ratio_1", "bias_ratio_n"]
 
 
 def test_every_builtin_optimizer_is_documented():
-    # A new Keras optimizer fails here until it is measured and listed.
-    assert set(TABLE.builtin_optimizers()) == set(DOCUMENTED)
+    # A new Keras optimizer fails here until it is measured and listed
+    # (older Keras versions lack some of the documented ones).
+    assert set(TABLE.builtin_optimizers()) <= set(DOCUMENTED)
+    if SAME_KERAS:
+        assert set(TABLE.builtin_optimizers()) == set(DOCUMENTED)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE.builtin_optimizers()))
 def test_builtin_optimizer_matches_the_documented_row(name):
-    documented = DOCUMENTED[name]
+    documented = DOCUMENTED.get(name)
+    if documented is None:
+        pytest.fail(f"{name} is not in the documented table")
     row = TABLE.measure(name, documented.get("multiplier", 100.0),
                         documented.get("steps", 10))
     if "rejected" in documented:
@@ -45,7 +51,8 @@ def test_builtin_optimizer_matches_the_documented_row(name):
     assert row["vs_scaled_lr"] < 1e-5, row
     assert row["vs_base_lr"] < 1e-5, row
     for key in RATIOS:
-        assert row[key] == pytest.approx(documented[key], rel=1e-3), key
+        if SAME_KERAS:
+            assert row[key] == pytest.approx(documented[key], rel=1e-3), key
         if name in PROPORTIONAL:
             assert row[key] == pytest.approx(row["multiplier"], rel=2e-3)
         elif key.endswith("_n"):
