@@ -1,8 +1,9 @@
 """Plot test accuracy against the FC (feature) width from example runs.
 
 Reads every `results.json` under a folder written by
-`examples/wsoftmax/train.py` and draws test accuracy (mean and min-max over
-seeds) against the feature width, one line per head (and alpha), with the
+`examples/wsoftmax/train.py` and draws test accuracy (mean, with error bars
+of one sample standard deviation over the seeds where there are two or more)
+against the feature width, one line per head (and alpha), with the
 widths marked in units of K-1, the paper's minimum.
 
     python examples/wsoftmax/plot_width.py docs/results/wsoftmax/runs \\
@@ -55,9 +56,9 @@ def main():
         widths = sorted(by_width)
         values = [np.asarray(by_width[w]) * 100 for w in widths]
         means = [v.mean() for v in values]
-        low = [m - v.min() for m, v in zip(means, values)]
-        high = [v.max() - m for m, v in zip(means, values)]
-        ax.errorbar(widths, means, yerr=[low, high], marker="o", capsize=3,
+        # Sample std (ddof=1), as the docs' "mean ± std" tables.
+        stds = [v.std(ddof=1) if v.size > 1 else 0.0 for v in values]
+        ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3,
                     label=label)
     widths = sorted({w for s in series.values() for w in s})
     ax.set_xscale("log")
@@ -66,7 +67,7 @@ def main():
         [f"{w}\n({w / min_dim:g}(K-1))" for w in widths], fontsize=8
     )
     ax.set_xlabel("FC feature width")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), mean ± std")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -100,11 +100,10 @@ class ConstantSparsity(PruningSchedule):
         end_step: Integer, the last step that may prune; `-1` for no end.
         frequency: Integer >= 1, prune every `frequency` steps.
 
-    Example:
-
-    >>> schedule = keras_dynfilt.callbacks.ConstantSparsity(0.3, 0, -1, 100)
-    >>> schedule(200)
-    (True, 0.3)
+    Examples:
+        >>> schedule = keras_dynfilt.callbacks.ConstantSparsity(0.3, 0, -1, 100)
+        >>> schedule(200)
+        (True, 0.3)
     """
 
     def __init__(self, target_sparsity, begin_step=0, end_step=-1,
@@ -148,11 +147,10 @@ class PolynomialDecay(PruningSchedule):
         power: Float, the polynomial's exponent (3: fast then slow).
         frequency: Integer >= 1, prune every `frequency` steps.
 
-    Example:
-
-    >>> schedule = keras_dynfilt.callbacks.PolynomialDecay(0.0, 0.4, 0, 100)
-    >>> schedule(100)
-    (True, 0.4)
+    Examples:
+        >>> schedule = keras_dynfilt.callbacks.PolynomialDecay(0.0, 0.4, 0, 100)
+        >>> schedule(100)
+        (True, 0.4)
     """
 
     def __init__(self, initial_sparsity, final_sparsity, begin_step,

@@ -142,11 +142,11 @@ class SoftFilterPruning(keras.callbacks.Callback):
     replica's copy (callbacks run in cross-replica context).
 
     Reference:
-    - [He et al., Soft Filter Pruning for Accelerating Deep Convolutional
-      Neural Networks (IJCAI 2018)](https://arxiv.org/abs/1808.06866)
-    - [He et al., Filter Pruning via Geometric Median for Deep Convolutional
-      Neural Networks Acceleration (CVPR 2019)](
-      https://arxiv.org/abs/1811.00250) (the `"fpgm"` criterion)
+        - [He et al., Soft Filter Pruning for Accelerating Deep Convolutional
+          Neural Networks (IJCAI 2018)](https://arxiv.org/abs/1808.06866)
+        - [He et al., Filter Pruning via Geometric Median for Deep Convolutional
+          Neural Networks Acceleration (CVPR 2019)](
+          https://arxiv.org/abs/1811.00250) (the `"fpgm"` criterion)
 
     Args:
         pruning_rate: Float in [0, 1), the fraction of each group's units
@@ -168,14 +168,21 @@ class SoftFilterPruning(keras.callbacks.Callback):
             sparsity)` (tfmot's pruning-schedule protocol).
         verbose: Integer, 1 prints a line at every mask.
 
-    Example:
-
-    >>> model = keras_dynfilt.models.resnet_cifar(20)
-    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
-    ...     from_logits=True))
-    >>> sfp = keras_dynfilt.callbacks.SoftFilterPruning(pruning_rate=0.3)
-    >>> model.fit(x, y, epochs=10, callbacks=[sfp])
-    >>> small = sfp.compact_model()   # or keras_dynfilt.pruning.compact(model)
+    Examples:
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 3)),
+        ...     keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
+        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(10)])
+        >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        ...     from_logits=True))
+        >>> x = np.random.default_rng(0).random((32, 8, 8, 3), "float32")
+        >>> y = np.arange(32) % 10
+        >>> sfp = keras_dynfilt.callbacks.SoftFilterPruning(pruning_rate=0.25)
+        >>> history = model.fit(x, y, epochs=2, callbacks=[sfp], verbose=0)
+        >>> small = sfp.compact_model()  # or keras_dynfilt.pruning.compact
+        >>> small.get_layer("conv").filters  # 4 of the 16 filters removed
+        12
     """
 
     def __init__(

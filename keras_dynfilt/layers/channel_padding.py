@@ -15,8 +15,8 @@ class ChannelPadding(keras.layers.Layer):
     filters they are added to).
 
     Reference:
-    - [He et al., Deep Residual Learning for Image
-      Recognition](https://arxiv.org/abs/1512.03385), option A shortcuts.
+        - [He et al., Deep Residual Learning for Image
+          Recognition](https://arxiv.org/abs/1512.03385), option A shortcuts.
 
     Args:
         padding: Tuple of two non-negative integers `(before, after)`: the
@@ -30,11 +30,10 @@ class ChannelPadding(keras.layers.Layer):
     Output shape:
         `(batch_size, ..., before + channels + after)`.
 
-    Example:
-
-    >>> x = keras.ops.ones((2, 8, 8, 16))
-    >>> keras_dynfilt.layers.ChannelPadding((0, 16))(x).shape
-    (2, 8, 8, 32)
+    Examples:
+        >>> x = keras.ops.ones((2, 8, 8, 16))
+        >>> keras.ops.shape(keras_dynfilt.layers.ChannelPadding((0, 16))(x))
+        (2, 8, 8, 32)
     """
 
     def __init__(self, padding=(0, 0), **kwargs):

@@ -25,10 +25,10 @@ class CrossStitch(keras.layers.Layer):
     paper compares both at `(0.9, 0.1)`).
 
     Reference:
-    - [Misra et al., Cross-stitch Networks for Multi-task Learning (CVPR
-      2016)](https://arxiv.org/abs/1604.03539)
-    - [Gao et al., NDDR-CNN (CVPR 2019)](https://arxiv.org/abs/1801.08297),
-      section 2.
+        - [Misra et al., Cross-stitch Networks for Multi-task Learning (CVPR
+          2016)](https://arxiv.org/abs/1604.03539)
+        - [Gao et al., NDDR-CNN (CVPR 2019)](https://arxiv.org/abs/1801.08297),
+          section 2.
 
     Args:
         per_channel: Boolean. `False` (default): one scalar per pair of
@@ -45,8 +45,8 @@ class CrossStitch(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-    - inputs: List of K >= 2 tensors of the same shape
-        `(batch_size, ..., C)`.
+        - inputs: List of K >= 2 tensors of the same shape
+            `(batch_size, ..., C)`.
 
     Input shape:
         List of K tensors of shape `(batch_size, ..., C)`.
@@ -54,13 +54,12 @@ class CrossStitch(keras.layers.Layer):
     Output shape:
         List of K tensors of the same shape.
 
-    Example:
-
-    >>> x1 = keras.ops.ones((2, 8, 8, 16))
-    >>> x2 = keras.ops.zeros((2, 8, 8, 16))
-    >>> y1, y2 = keras_dynfilt.layers.CrossStitch()([x1, x2])
-    >>> float(y1[0, 0, 0, 0]), float(y2[0, 0, 0, 0])
-    (0.9, 0.1)
+    Examples:
+        >>> x1 = keras.ops.ones((2, 8, 8, 16))
+        >>> x2 = keras.ops.zeros((2, 8, 8, 16))
+        >>> y1, y2 = keras_dynfilt.layers.CrossStitch()([x1, x2])
+        >>> round(float(y1[0, 0, 0, 0]), 6), round(float(y2[0, 0, 0, 0]), 6)
+        (0.9, 0.1)
     """
 
     def __init__(

@@ -51,8 +51,8 @@ class DimensionReduction(keras.layers.Layer):
     that drives a `keras_dynfilt.layers.FilterGenerator`.
 
     Reference:
-    - [Shen & Liu, Learning to generate filters for convolutional neural
-      networks](https://arxiv.org/abs/1812.01894), appendix A.1
+        - [Shen & Liu, Learning to generate filters for convolutional neural
+          networks](https://arxiv.org/abs/1812.01894), appendix A.1
 
     Args:
         units: Positive integer, the length of the output vector.
@@ -67,9 +67,9 @@ class DimensionReduction(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-    - inputs: The feature map, `(batch_size, height, width, channels)`.
-    - training: Python boolean, whether batch normalization uses the batch
-      statistics (training) or its moving averages (inference).
+        - inputs: The feature map, `(batch_size, height, width, channels)`.
+        - training: Python boolean, whether batch normalization uses the batch
+          statistics (training) or its moving averages (inference).
 
     Input shape:
         `(batch_size, height, width, channels)` with known height, width and
@@ -78,11 +78,10 @@ class DimensionReduction(keras.layers.Layer):
     Output shape:
         `(batch_size, units)`.
 
-    Example:
-
-    >>> x = keras.ops.ones((2, 28, 28, 20))
-    >>> keras_dynfilt.layers.DimensionReduction(20)(x).shape
-    (2, 20)
+    Examples:
+        >>> x = keras.ops.ones((2, 28, 28, 20))
+        >>> keras.ops.shape(keras_dynfilt.layers.DimensionReduction(20)(x))
+        (2, 20)
     """
 
     def __init__(

@@ -63,8 +63,8 @@ class FilterGenerator(keras.layers.Layer):
     `implementation="patches"`.
 
     Reference:
-    - [Shen & Liu, Learning to generate filters for convolutional neural
-      networks](https://arxiv.org/abs/1812.01894)
+        - [Shen & Liu, Learning to generate filters for convolutional neural
+          networks](https://arxiv.org/abs/1812.01894)
 
     Args:
         filters: Positive integer, the number of output channels `N`.
@@ -101,9 +101,9 @@ class FilterGenerator(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-    - inputs: A list `[x, z]`: the feature map `x` of shape
-      `(batch_size, height, width, in_channels)` and the sample feature
-      vector `z` of shape `(batch_size, Lf)`.
+        - inputs: A list `[x, z]`: the feature map `x` of shape
+          `(batch_size, height, width, in_channels)` and the sample feature
+          vector `z` of shape `(batch_size, Lf)`.
 
     Input shape:
         `[(batch_size, height, width, in_channels), (batch_size, Lf)]`.
@@ -113,15 +113,15 @@ class FilterGenerator(keras.layers.Layer):
         `keras.layers.Conv2D` of the same `kernel_size`, `strides`, `padding`
         and `dilation_rate`.
 
-    Example:
-
-    >>> x = keras.ops.ones((2, 28, 28, 1))
-    >>> z = keras.ops.ones((2, 20))
-    >>> layer = keras_dynfilt.layers.FilterGenerator(5, 5, repository_size=5)
-    >>> layer([x, z]).shape
-    (2, 24, 24, 5)
-    >>> layer.generate_filters(z).shape
-    (2, 5, 5, 1, 5)
+    Examples:
+        >>> x = keras.ops.ones((2, 28, 28, 1))
+        >>> z = keras.ops.ones((2, 20))
+        >>> layer = keras_dynfilt.layers.FilterGenerator(
+        ...     5, 5, repository_size=5)
+        >>> keras.ops.shape(layer([x, z]))
+        (2, 24, 24, 5)
+        >>> keras.ops.shape(layer.generate_filters(z))
+        (2, 5, 5, 1, 5)
     """
 
     def __init__(

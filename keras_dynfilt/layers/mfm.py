@@ -14,8 +14,8 @@ class MFM(keras.layers.Layer):
     producer's filters `k` and `k + N/2`: they are removed together.
 
     Reference:
-    - [Wu et al., A Light CNN for Deep Face Representation with Noisy
-      Labels](https://arxiv.org/abs/1511.02683)
+        - [Wu et al., A Light CNN for Deep Face Representation with Noisy
+          Labels](https://arxiv.org/abs/1511.02683)
 
     Args:
         axis: Integer, the channel axis to split. Defaults to `-1`
@@ -29,11 +29,10 @@ class MFM(keras.layers.Layer):
     Output shape:
         Same as the input with the size along `axis` halved.
 
-    Example:
-
-    >>> x = keras.ops.ones((2, 8, 8, 32))
-    >>> keras_dynfilt.layers.MFM()(x).shape
-    (2, 8, 8, 16)
+    Examples:
+        >>> x = keras.ops.ones((2, 8, 8, 32))
+        >>> keras.ops.shape(keras_dynfilt.layers.MFM()(x))
+        (2, 8, 8, 16)
     """
 
     def __init__(self, axis=-1, **kwargs):

@@ -146,9 +146,9 @@ class NDDR(keras.layers.Layer):
     optimizer ignores it).
 
     Reference:
-    - [Gao et al., NDDR-CNN: Layerwise Feature Fusing in Multi-Task CNNs by
-      Neural Discriminative Dimensionality Reduction (CVPR
-      2019)](https://arxiv.org/abs/1801.08297)
+        - [Gao et al., NDDR-CNN: Layerwise Feature Fusing in Multi-Task CNNs by
+          Neural Discriminative Dimensionality Reduction (CVPR
+          2019)](https://arxiv.org/abs/1801.08297)
 
     Args:
         init: `"diagonal"` (default), `"xavier"` or any Keras initializer
@@ -182,9 +182,9 @@ class NDDR(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-    - inputs: List of K >= 2 tensors `(batch_size, ..., C_k)` with the same
-        rank and the same sizes on every axis but the last.
-    - training: Python boolean, training mode for the batch normalization.
+        - inputs: List of K >= 2 tensors `(batch_size, ..., C_k)` with the same
+            rank and the same sizes on every axis but the last.
+        - training: Python boolean, training mode for the batch normalization.
 
     Input shape:
         List of K tensors of shapes `(batch_size, ..., C_k)`, e.g.
@@ -193,13 +193,12 @@ class NDDR(keras.layers.Layer):
     Output shape:
         List of K tensors, output `k` with the shape of input `k`.
 
-    Example:
-
-    >>> x1 = keras.ops.ones((2, 8, 8, 16))
-    >>> x2 = keras.ops.ones((2, 8, 8, 16))
-    >>> y1, y2 = keras_dynfilt.layers.NDDR()([x1, x2])
-    >>> y1.shape
-    (2, 8, 8, 16)
+    Examples:
+        >>> x1 = keras.ops.ones((2, 8, 8, 16))
+        >>> x2 = keras.ops.ones((2, 8, 8, 16))
+        >>> y1, y2 = keras_dynfilt.layers.NDDR()([x1, x2])
+        >>> keras.ops.shape(y1)
+        (2, 8, 8, 16)
     """
 
     def __init__(

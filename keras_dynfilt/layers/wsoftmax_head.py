@@ -80,8 +80,8 @@ class WSoftmaxHead(keras.layers.Layer):
     `keras.losses.SparseCategoricalCrossentropy`.
 
     Reference:
-    - [Li et al., Learning Discriminative Features Via Weights-biased
-      Softmax Loss](https://arxiv.org/abs/1904.11138)
+        - [Li et al., Learning Discriminative Features Via Weights-biased
+          Softmax Loss](https://arxiv.org/abs/1904.11138)
 
     Args:
         num_classes: Positive integer >= 2, the number of classes `K`.
@@ -96,11 +96,11 @@ class WSoftmaxHead(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-    - features: Float tensor of shape `(batch_size, dim)`.
-    - labels: Optional integer tensor of class ids, shape `(batch_size,)` or
-      `(batch_size, 1)`. Used only when `training` is true.
-    - training: Python boolean. Weights-biased logits are returned only when
-      it is true and `labels` are given.
+        - features: Float tensor of shape `(batch_size, dim)`.
+        - labels: Optional integer tensor of class ids, shape `(batch_size,)` or
+          `(batch_size, 1)`. Used only when `training` is true.
+        - training: Python boolean. Weights-biased logits are returned only when
+          it is true and `labels` are given.
 
     Input shape:
         `(batch_size, dim)`.
@@ -109,16 +109,15 @@ class WSoftmaxHead(keras.layers.Layer):
         `(batch_size, num_classes)`: logits for
         `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`.
 
-    Example:
-
-    >>> images = keras.Input((28, 28, 1))
-    >>> labels = keras.Input((), dtype="int32")
-    >>> features = keras.layers.Dense(16)(keras.layers.Flatten()(images))
-    >>> head = keras_dynfilt.layers.WSoftmaxHead(10, alpha=1.0)
-    >>> train_model = keras.Model([images, labels], head(features, labels))
-    >>> infer_model = keras.Model(images, head(features))  # same weights
-    >>> infer_model.output.shape
-    (None, 10)
+    Examples:
+        >>> images = keras.Input((28, 28, 1))
+        >>> labels = keras.Input((), dtype="int32")
+        >>> features = keras.layers.Dense(16)(keras.layers.Flatten()(images))
+        >>> head = keras_dynfilt.layers.WSoftmaxHead(10, alpha=1.0)
+        >>> train_model = keras.Model([images, labels], head(features, labels))
+        >>> infer_model = keras.Model(images, head(features))  # same weights
+        >>> infer_model.output.shape
+        (None, 10)
     """
 
     def __init__(

@@ -93,8 +93,8 @@ def filter_generation_network(
     single output, `"logits"`.
 
     Reference:
-    - [Shen & Liu, Learning to generate filters for convolutional neural
-      networks](https://arxiv.org/abs/1812.01894)
+        - [Shen & Liu, Learning to generate filters for convolutional neural
+          networks](https://arxiv.org/abs/1812.01894)
 
     Args:
         input_shape: Tuple `(height, width, channels)`; the sizes must leave
@@ -119,11 +119,11 @@ def filter_generation_network(
         `{"reconstruction": ..., "logits": ...}`, or to the logits alone for
         the baseline.
 
-    Example:
-
-    >>> model = keras_dynfilt.models.filter_generation_network((28, 28, 1), 10)
-    >>> {k: tuple(v.shape) for k, v in model.output.items()}
-    {'logits': (None, 10), 'reconstruction': (None, 28, 28, 1)}
+    Examples:
+        >>> model = keras_dynfilt.models.filter_generation_network(
+        ...     (28, 28, 1), 10)
+        >>> {k: tuple(v.shape) for k, v in sorted(model.output.items())}
+        {'logits': (None, 10), 'reconstruction': (None, 28, 28, 1)}
     """
     input_shape = check_image_shape(input_shape)
     num_classes = check_num_classes(num_classes)

@@ -42,8 +42,8 @@ def light_cnn(
     instead of the 128x128 face crops the paper uses.
 
     Reference:
-    - [Wu et al., A Light CNN for Deep Face Representation with Noisy
-      Labels](https://arxiv.org/abs/1511.02683)
+        - [Wu et al., A Light CNN for Deep Face Representation with Noisy
+          Labels](https://arxiv.org/abs/1511.02683)
 
     Args:
         input_shape: Tuple `(height, width, channels)`.
@@ -59,12 +59,11 @@ def light_cnn(
         A `keras.Model` mapping images to logits of shape
         `(batch_size, num_classes)`.
 
-    Example:
-
-    >>> model = keras_dynfilt.models.light_cnn((28, 28, 1), 10,
-    ...                                        width_multiplier=0.25)
-    >>> model.output_shape
-    (None, 10)
+    Examples:
+        >>> model = keras_dynfilt.models.light_cnn((28, 28, 1), 10,
+        ...                                        width_multiplier=0.25)
+        >>> model.output_shape
+        (None, 10)
     """
     if str(variant) not in _VARIANTS:
         raise ValueError(

@@ -113,9 +113,9 @@ def nddr_network(
     a reloaded model too.
 
     Reference:
-    - [Gao et al., NDDR-CNN: Layerwise Feature Fusing in Multi-Task CNNs by
-      Neural Discriminative Dimensionality Reduction (CVPR
-      2019)](https://arxiv.org/abs/1801.08297), figures 1 and 2.
+        - [Gao et al., NDDR-CNN: Layerwise Feature Fusing in Multi-Task CNNs by
+          Neural Discriminative Dimensionality Reduction (CVPR
+          2019)](https://arxiv.org/abs/1801.08297), figures 1 and 2.
 
     Args:
         input_shape: Tuple `(height, width, channels)` of positive integers;
@@ -149,16 +149,16 @@ def nddr_network(
         A functional `keras.Model` from one image input to a list of K
         outputs named `task_names`.
 
-    Example:
-
-    >>> stages = [keras_dynfilt.models.conv_stage(8, name="s1"),
-    ...           keras_dynfilt.models.conv_stage(16, name="s2")]
-    >>> heads = [keras.Sequential([keras.layers.GlobalAveragePooling2D(),
-    ...                            keras.layers.Dense(n)]) for n in (10, 4)]
-    >>> model = keras_dynfilt.models.nddr_network(
-    ...     (28, 28, 1), stages, heads, nddr_kwargs={"lr_multiplier": 100.0})
-    >>> [tuple(o.shape) for o in model.outputs]
-    [(None, 10), (None, 4)]
+    Examples:
+        >>> stages = [keras_dynfilt.models.conv_stage(8, name="s1"),
+        ...           keras_dynfilt.models.conv_stage(16, name="s2")]
+        >>> heads = [keras.Sequential([keras.layers.GlobalAveragePooling2D(),
+        ...                            keras.layers.Dense(n)]) for n in (10, 4)]
+        >>> model = keras_dynfilt.models.nddr_network(
+        ...     (28, 28, 1), stages, heads,
+        ...     nddr_kwargs={"lr_multiplier": 100.0})
+        >>> [tuple(o.shape) for o in model.outputs]
+        [(None, 10), (None, 4)]
     """
     if fusion not in FUSIONS:
         raise ValueError(

@@ -45,10 +45,10 @@ def resnet_cifar(
     - `"B"`: a strided 1x1 convolution with BatchNormalization.
 
     Reference:
-    - [He et al., Deep Residual Learning for Image
-      Recognition](https://arxiv.org/abs/1512.03385)
-    - [He et al., Soft Filter Pruning for Accelerating Deep Convolutional
-      Neural Networks](https://arxiv.org/abs/1808.06866)
+        - [He et al., Deep Residual Learning for Image
+          Recognition](https://arxiv.org/abs/1512.03385)
+        - [He et al., Soft Filter Pruning for Accelerating Deep Convolutional
+          Neural Networks](https://arxiv.org/abs/1808.06866)
 
     Args:
         depth: Integer, `6n + 2` (20, 32, 44, 56, 110, ...).
@@ -61,11 +61,10 @@ def resnet_cifar(
     Returns:
         A `keras.Model` mapping images to logits.
 
-    Example:
-
-    >>> model = keras_dynfilt.models.resnet_cifar(20)
-    >>> model.output_shape
-    (None, 10)
+    Examples:
+        >>> model = keras_dynfilt.models.resnet_cifar(20)
+        >>> model.output_shape
+        (None, 10)
     """
     if (
         isinstance(depth, bool)

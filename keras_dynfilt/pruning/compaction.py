@@ -207,11 +207,21 @@ def compact(model, masks=None):
     Returns:
         A new `keras.Model` (same name and class).
 
-    Example:
-
-    >>> small = keras_dynfilt.pruning.compact(model)
-    >>> small.count_params() < model.count_params()
-    True
+    Examples:
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+        >>> x = keras.layers.GlobalAveragePooling2D()(x)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> group = keras_dynfilt.pruning.filter_groups(model)[0]
+        >>> keep = np.arange(8) % 2 == 0  # keep 4 of the 8 filters
+        >>> keras_dynfilt.pruning.apply_group_mask(group, keep)  # zero 4
+        >>> small = keras_dynfilt.pruning.compact(model)  # drop the zeros
+        >>> small.get_layer("conv").filters
+        4
+        >>> x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+        >>> masked = keras.ops.convert_to_numpy(model(x))
+        >>> np.allclose(masked, keras.ops.convert_to_numpy(small(x)), atol=1e-5)
+        True
     """
     graph = analyze(model)
     if masks is None:

@@ -274,10 +274,20 @@ def model_cost(model, input_shape=None, compacted=False):
     Returns:
         A `ModelCost` (`.params`, `.macs`, `.layers`, `.table()`).
 
-    Example:
-
-    >>> cost = keras_dynfilt.pruning.model_cost(model)
-    >>> print(cost.table())
+    Examples:
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+        >>> x = keras.layers.GlobalAveragePooling2D()(x)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> cost = keras_dynfilt.pruning.model_cost(model)
+        >>> print(cost.table())
+        layer  class   output shape     params   MACs      %
+        -----  ------  ---------------  ------  -----  -----
+        conv   Conv2D  (None, 6, 6, 8)     224  7,776   99.8
+        fc     Dense   (None, 2)            18     16    0.2
+        -----  ------  ---------------  ------  -----  -----
+        total                              242  7,792  100.0
+        MACs: multiply-adds per sample (FLOPs = 2 x MACs).
     """
     graph = graph_of(model)
     if input_shape is None:

@@ -390,17 +390,16 @@ def filter_groups(model, warn=True):
         A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
         lists the barrier layers and `graph` is the full `ChannelGraph`.
 
-    Example:
-
-    >>> inputs = keras.Input((8, 8, 3))
-    >>> x = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
-    >>> y = keras.layers.Conv2D(8, 3, padding="same", name="b")(inputs)
-    >>> x = keras.layers.Add()([x, y])
-    >>> outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
-    >>> model = keras.Model(inputs, outputs)
-    >>> [(g.name, g.size) for g in
-    ...  keras_dynfilt.pruning.filter_groups(model)]
-    [('a (+1 coupled)', 8)]
+    Examples:
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+        >>> y = keras.layers.Conv2D(8, 3, padding="same", name="b")(inputs)
+        >>> x = keras.layers.Add()([x, y])
+        >>> outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+        >>> model = keras.Model(inputs, outputs)
+        >>> [(g.name, g.size) for g in
+        ...  keras_dynfilt.pruning.filter_groups(model)]
+        [('a (+1 coupled)', 8)]
     """
     graph = analyze(model)
     if warn and graph.barriers:

@@ -65,12 +65,18 @@ def apply_group_mask(group, keep):
             unit: its producers' kernel slices and biases, the depthwise
             filters and BatchNormalization gamma/beta of its channels.
 
-    Example:
-
-    >>> groups = keras_dynfilt.pruning.filter_groups(model)
-    >>> keep = np.ones(groups[0].size, bool)
-    >>> keep[:2] = False
-    >>> keras_dynfilt.pruning.apply_group_mask(groups[0], keep)
+    Examples:
+        >>> inputs = keras.Input((8, 8, 3))
+        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+        >>> x = keras.layers.GlobalAveragePooling2D()(x)
+        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> groups = keras_dynfilt.pruning.filter_groups(model)
+        >>> keep = np.ones(groups[0].size, bool)
+        >>> keep[:2] = False
+        >>> keras_dynfilt.pruning.apply_group_mask(groups[0], keep)
+        >>> kernel = keras.ops.convert_to_numpy(model.get_layer("conv").kernel)
+        >>> np.abs(kernel).sum(axis=(0, 1, 2)).round(3)[:3] == 0
+        array([ True,  True, False])
     """
     assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
 

@@ -254,16 +254,17 @@ class ReplicaJitModel(ReplicaJitMixin, keras.Model):
     `compile(..., jit_compile=True)` under `strategy.scope()`. See
     `ReplicaJitMixin` for the mechanism and for custom `train_step`s.
 
-    Example:
-
-    ```python
-    strategy = tf.distribute.MirroredStrategy()
-    with strategy.scope():
-        base = keras_dynfilt.models.light_cnn((28, 28, 1), 10)
-        model = keras_dynfilt.training.ReplicaJitModel.wrap(base)
-        model.compile("adam", loss, jit_compile=True)
-    model.fit(dataset, epochs=2)
-    ```
+    Examples:
+        >>> strategy = keras_dynfilt.training.cpu_mirrored_strategy()
+        >>> with strategy.scope():
+        ...     base = keras.Sequential([keras.Input((4,)),
+        ...                              keras.layers.Dense(3)])
+        ...     model = keras_dynfilt.training.ReplicaJitModel.wrap(base)
+        ...     model.compile("sgd", "mse", jit_compile=True)
+        >>> x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+        >>> history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        >>> len(history.history["loss"])
+        2
     """
 
     @classmethod
