@@ -74,7 +74,7 @@ cost = kd.pruning.model_cost(small)
 if cost.params >= kd.pruning.model_cost(cnn).params:
     sys.exit("the compacted model is not smaller")
 print(
-    f"wheel smoke check passed: keras-dynfilt {kd.__version__} from {here.parent}"
-    f" on Keras {keras.__version__} ({keras.backend.backend()}), "
+    f"wheel smoke check passed: keras-dynfilt {kd.__version__} from "
+    f"{here.parent} on Keras {keras.__version__} ({keras.backend.backend()}), "
     f"{len(kd.layers.__all__)} public layers round-tripped"
 )
