@@ -67,8 +67,9 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
 
     Args:
         build_model: Callable returning a functional or Sequential Keras
-            model, `build_model()` or `build_model(hp)` (to tune its own
-            hyperparameters as well). A compiled model is used as it is; an
+            model: `build_model(hp)` when it has a required positional
+            parameter (to tune its own hyperparameters as well), else
+            `build_model()`. A compiled model is used as it is; an
             uncompiled one is compiled with `optimizer`, `loss` and
             `["accuracy"]`.
         flops_weight: Non-negative float, the weight of `flops_fraction` in
@@ -159,10 +160,16 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
         self.optimizer = optimizer
         self.loss = loss
         self.accuracy_metric = accuracy_metric
+        # `build_model(hp)` when it has a required positional parameter.
         try:
-            self._takes_hp = bool(inspect.signature(build_model).parameters)
+            parameters = inspect.signature(build_model).parameters.values()
         except (TypeError, ValueError):
-            self._takes_hp = True
+            parameters = ()
+        self._takes_hp = any(
+            p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in parameters
+        )
         self.objective = kt.Objective("score", "max")
 
     def build(self, hp):
