@@ -19,7 +19,8 @@ class FilterGenerationHyperModel(PaperHyperModel):
     {5, 10, 20} (`encoder_filters`), repository size `s` in {2, 5, 10}
     (`repository_size`), and the Adam learning rate on a log scale in
     [1e-4, 1e-2]. The defaults are the paper's best setting, `n_ae = 20`,
-    `s = 5`, with Adam at 1e-3.
+    `s = 5`; the paper gives no learning rate, the default 1e-3 is the
+    library's filter-generation example's (Adam).
 
     `fit` takes ordinary classification data, images in [0, 1] and integer
     labels, and builds the network's two targets itself: the labels for
@@ -109,8 +110,8 @@ class FilterGenerationHyperModel(PaperHyperModel):
 
     def fit(self, hp, model, x=None, y=None, validation_data=None, **kwargs):
         owner = type(self).__name__
-        check_unit_range(x, owner)
         x, y = map_training_data(x, y, self._targets, owner)
+        check_unit_range(x, owner)
         validation_data = map_validation_data(
             validation_data, self._targets, owner
         )
