@@ -46,13 +46,6 @@ def test_tune_example_on_digits_with_two_trials(tmp_path):
     assert on_disk["tuning"]["best_trial_id"] == block["best_trial_id"]
     for name in ("tuning.json", "tuning.md", "tuning.png"):
         assert (out / name).stat().st_size > 0
-    # Same command again: the finished search is reloaded, nothing retrains
-    # in the search (only the final retraining runs).
-    again = script.main(
-        TINY + ["--model", "sfp", "--depth", "8", "--max-trials", "2",
-                "--output-dir", str(out)]
-    )
-    assert again["tuning"]["reloaded"] is True
     runs = glob.glob(str(out / "search" / "*" / "keras_dynfilt_runs_*"))
     lines = [line for path in runs for line in open(path) if line.strip()]
     assert len(lines) == 2
@@ -69,7 +62,7 @@ def test_distributed_search_one_chief_two_workers(tmp_path):
     port = str(_free_port())
     command = [
         sys.executable, str(ROOT / "examples" / "tuning" / "tune.py"),
-        *TINY, "--model", "wsoftmax", "--max-trials", "4",
+        *TINY, "--model", "wsoftmax", "--max-trials", "3",
         "--output-dir", str(out),
     ]
     base_env = {
@@ -117,16 +110,16 @@ def test_distributed_search_one_chief_two_workers(tmp_path):
             runs[record["trial_id"]] += 1
             tuners.add(record["tuner_id"])
             assert record["status"] == "COMPLETED", record
-    assert sorted(runs) == ["0", "1", "2", "3"], runs
+    assert sorted(runs) == ["0", "1", "2"], runs
     assert set(runs.values()) == {1}, runs
     assert tuners <= {"tuner0", "tuner1"}
 
     # The chief holds every result: its report and results.json.
     report = json.loads((out / "tuning.json").read_text())
-    assert report["num_trials"] == report["num_completed"] == 4
+    assert report["num_trials"] == report["num_completed"] == 3
     assert {t["trial_id"] for t in report["trials"]} == set(runs)
     assert all(t["runs"] == 1 for t in report["trials"])
     results = json.loads((out / "results.json").read_text())
     assert results["tuning"]["distributed"] is True
-    assert results["tuning"]["num_completed"] == 4
+    assert results["tuning"]["num_completed"] == 3
     assert "worker tuner0: done" in output["tuner0"]

@@ -229,3 +229,20 @@ def test_one_trial_under_mirrored_strategy(tmp_path):
     assert 0 < report.best["metrics"]["flops_fraction"] < 1
     model = tuner.get_best_models()[0]
     assert model.predict(x[:4], verbose=0).shape == (4, 3)
+
+
+@pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_tuners(kind, tmp_path):
+    extra = {"max_epochs": 2, "factor": 3} if kind == "hyperband" else {}
+    tuner = tuning.make_tuner(
+        CountingHyperModel(), tuner=kind, max_trials=2,
+        directory=str(tmp_path), objective="val_accuracy", **extra,
+    )
+    assert isinstance(
+        tuner, kt.Hyperband if kind == "hyperband" else
+        kt.BayesianOptimization
+    )
+    search(tuner, epochs=2)
+    report = tuning.tuning_report(tuner, str(tmp_path / "report"))
+    assert report.trials and not report.failed
+    assert tuner.hypermodel.fits == len(report.trials)
