@@ -76,9 +76,8 @@ class PaperHyperModel(kt.HyperModel):
     each name to `(kind, kwargs)` where `kind` is a
     `keras_tuner.HyperParameters` method (`"Choice"`, `"Float"`, `"Int"`,
     `"Boolean"`) and `kwargs` its arguments, with the paper's value as
-    `default`. Every hyperparameter is declared in `build`, so the first
-    trial of a search and `build(keras_tuner.HyperParameters())` use the
-    paper's settings.
+    `default`. Every hyperparameter is declared in `build`, so
+    `build(keras_tuner.HyperParameters())` uses the paper's settings.
 
     Args:
         space: Optional dict overriding the range of some hyperparameters:
