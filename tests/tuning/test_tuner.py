@@ -130,12 +130,12 @@ def test_second_tuner_on_the_same_directory_does_not_retrain(
         second.get_best_hyperparameters()[0].values
         == first.get_best_hyperparameters()[0].values
     )
-    third = tuning.make_tuner(CountingHyperModel(), max_trials=2,
+    third = tuning.make_tuner(CountingHyperModel(), max_trials=1,
                               directory=str(tmp_path), overwrite=True,
                               objective="val_accuracy")
     assert third.reloaded is False
     search(third)
-    assert third.hypermodel.fits == 2
+    assert third.hypermodel.fits == 1
 
 
 def test_objectives_get_an_explicit_direction():
