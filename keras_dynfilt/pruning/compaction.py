@@ -1,10 +1,15 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import logging
+import warnings
+
 import keras
 import numpy as np
+from keras.src.models.functional import Functional
 
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
+    _graph_base,
     _variables,
     analyze,
     graph_of,
@@ -113,68 +118,191 @@ def _zero_initializers(config, layer, originals):
     return config
 
 
-def _edit_config(graph, model, config, prefix, removed, initializers):
-    config = dict(config)
-    operations = {op.name: op for op in graph_of(model)._operations}
-    layers = []
-    for entry in config["layers"]:
+def _plain_serialization(model):
+    """The graph of a model subclass serialized as a plain functional (or
+    Sequential) model: the same layers, none of the subclass's own config."""
+    if _graph_base(model) is keras.Sequential:
+        plain = {
+            "module": "keras",
+            "class_name": "Sequential",
+            "config": keras.Sequential.get_config(model),
+            "registered_name": None,
+        }
+    else:
+        wrapper = Functional(
+            model._inputs_struct, model._outputs_struct, name=model.name,
+            trainable=model.trainable,
+        )
+        plain = keras.saving.serialize_keras_object(wrapper)
+    plain.pop("build_config", None)
+    plain.pop("compile_config", None)
+    return plain
+
+
+class _Rebuild:
+    """Edits a model's serialization into the compact one.
+
+    A functional or Sequential model's config lists its layers, which are
+    edited one by one. A subclass of either is rebuilt as its own class when
+    its config is such a list of layers (Keras revives it through the
+    class's `from_config`); a subclass whose config holds constructor
+    arguments would come back at the original widths, so its graph is
+    rebuilt as a plain functional model instead (`plain`, with the reason).
+    Layers are matched to config entries by their position in the graph,
+    never by name: a layer's name may change on its way through
+    `get_config` / `from_config`, or be missing from its config.
+    """
+
+    def __init__(self, graph, removed, force_plain=None):
+        self.graph = graph
+        self.removed = removed
+        self.force_plain = force_plain
+        self.initializers = {}
+        self.own_class = []  # (path, class name): subclasses kept
+        self.plain = []  # (path, class name, reason): rebuilt plain
+
+    def serialized(self, model):
+        serialized = keras.saving.serialize_keras_object(model)
+        serialized.pop("build_config", None)
+        serialized.pop("compile_config", None)
+        return self._graph_entry(model, serialized, ())
+
+    def _graph_entry(self, model, entry, prefix):
         entry = dict(entry)
-        entry.pop("build_config", None)
-        name = entry["config"]["name"]
-        path = prefix + (name,)
-        layer = operations.get(name)
-        if layer is not None and is_graph_model(layer):
-            entry["config"] = _edit_config(
-                graph, layer, entry["config"], path, removed, initializers
+        if type(model) not in (Functional, keras.Sequential):
+            where = (path_name(prefix) or model.name, type(model).__name__)
+            config = entry.get("config")
+            layers = config.get("layers") if isinstance(config, dict) else None
+            if self.force_plain is not None:
+                reason = self.force_plain
+            elif not isinstance(layers, list) or len(layers) != len(
+                graph_of(model)._operations
+            ):
+                keys = sorted(config) if isinstance(config, dict) else []
+                reason = (
+                    f"its config (keys: {', '.join(keys)}) does not list "
+                    "its layers, so Keras would rebuild it through its "
+                    "constructor, at the original widths"
+                )
+            else:
+                reason = None
+            if reason is None:
+                self.own_class.append(where)
+            else:
+                self.plain.append(where + (reason,))
+                entry.update(_plain_serialization(model))
+        entry["config"] = self._edit_config(model, entry["config"], prefix)
+        return entry
+
+    def _edit_config(self, model, config, prefix):
+        config = dict(config)
+        operations = graph_of(model)._operations
+        if len(config["layers"]) != len(operations):
+            raise RuntimeError(
+                f"The config of model {model.name!r} lists "
+                f"{len(config['layers'])} layers, its graph has "
+                f"{len(operations)} operations."
             )
-        else:
+        layers = []
+        for entry, layer in zip(config["layers"], operations):
+            entry = dict(entry)
+            entry.pop("build_config", None)
+            path = prefix + (layer.name,)
+            if is_graph_model(layer):
+                entry = self._graph_entry(layer, entry, path)
+            else:
+                record = self.graph.records.get(path_name(path))
+                if record is not None and record.rule is not None:
+                    keep_in, keep_out = _keeps(
+                        self.graph, record, self.removed
+                    )
+                    entry["config"] = record.rule.compact_config(
+                        layer, entry["config"], keep_in, keep_out
+                    )
+                entry["config"] = _zero_initializers(
+                    entry["config"], layer,
+                    self.initializers.setdefault(path, {}),
+                )
+            layers.append(entry)
+        config["layers"] = layers
+        if "build_input_shape" in config and layers:
+            first = layers[0]
+            if first["class_name"] == "InputLayer":
+                config["build_input_shape"] = first["config"]["batch_shape"]
+        return config
+
+    def copy_weights(self, old_model, new_model, prefix=()):
+        graph, removed = self.graph, self.removed
+        old_operations = graph_of(old_model)._operations
+        new_operations = graph_of(new_model)._operations
+        if len(new_operations) != len(old_operations):
+            raise ValueError(
+                f"The rebuilt model {new_model.name!r} has "
+                f"{len(new_operations)} operations, the original "
+                f"{len(old_operations)}."
+            )
+        for old, new in zip(old_operations, new_operations):
+            path = prefix + (old.name,)
+            if is_graph_model(old) and is_graph_model(new):
+                self.copy_weights(old, new, path)
+                continue
+            if type(new) is not type(old):
+                raise ValueError(
+                    f"The rebuilt model does not line up with the original "
+                    f"at {path_name(path)!r}: a {type(old).__name__} became "
+                    f"a {type(new).__name__}."
+                )
+            for key, initializer in self.initializers.get(path, {}).items():
+                setattr(new, key, initializer)
+            if not old.weights:
+                continue
             record = graph.records.get(path_name(path))
+            axes = {}
             if record is not None and record.rule is not None:
-                keep_in, keep_out = _keeps(graph, record, removed)
-                entry["config"] = record.rule.compact_config(
-                    layer, entry["config"], keep_in, keep_out
+                axes = record.rule.weights(
+                    old, record.in_slots, record.out_slots
                 )
-            entry["config"] = _zero_initializers(
-                entry["config"], layer, initializers.setdefault(path, {})
-            )
-        layers.append(entry)
-    config["layers"] = layers
-    if "build_input_shape" in config and layers:
-        first = layers[0]
-        if first["class_name"] == "InputLayer":
-            config["build_input_shape"] = first["config"]["batch_shape"]
-    return config
+            # Same class, same config structure: the variables line up by
+            # position (names may repeat across a layer's sublayers).
+            new_variables = list(_variables(new).values())
+            for (name, variable), target in zip(
+                _variables(old).items(), new_variables
+            ):
+                value = keras.ops.convert_to_numpy(variable.value)
+                for axis in axes.get(name, ()):
+                    value = np.compress(
+                        graph.keep_of(axis.slots, removed), value,
+                        axis=axis.axis,
+                    )
+                target.assign(value)
+
+    def build(self, model):
+        new_model = keras.saving.deserialize_keras_object(
+            self.serialized(model)
+        )
+        self.copy_weights(model, new_model)
+        return new_model
 
 
-def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
-    new_operations = {op.name: op for op in graph_of(new_model)._operations}
-    for old in graph_of(old_model)._operations:
-        new = new_operations[old.name]
-        path = prefix + (old.name,)
-        if is_graph_model(old):
-            _copy_weights(graph, old, new, path, removed, initializers)
-            continue
-        for key, initializer in initializers.get(path, {}).items():
-            setattr(new, key, initializer)
-        if not old.weights:
-            continue
-        record = graph.records.get(path_name(path))
-        axes = {}
-        if record is not None and record.rule is not None:
-            keep_in, keep_out = _keeps(graph, record, removed)
-            axes = record.rule.weights(old, record.in_slots, record.out_slots)
-        # Same class, same config structure: the variables line up by
-        # position (names may repeat across a layer's sublayers).
-        new_variables = list(_variables(new).values())
-        for (name, variable), target in zip(
-            _variables(old).items(), new_variables
-        ):
-            value = keras.ops.convert_to_numpy(variable.value)
-            for axis in axes.get(name, ()):
-                value = np.compress(
-                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
-                )
-            target.assign(value)
+def _rebuild(graph, model, removed):
+    """The compact model, and the `_Rebuild` that says how it was built."""
+    rebuild = _Rebuild(graph, removed)
+    try:
+        return rebuild.build(model), rebuild
+    except Exception as e:  # noqa: BLE001 - retried plain, reported
+        if not rebuild.own_class:
+            raise
+        # A subclass's `from_config` could not rebuild it from its edited
+        # config (or rebuilt something else): fall back to its graph.
+        message = str(e).split(". ")[0]
+        if len(message) > 160:
+            message = message[:160] + "..."
+        reason = (
+            "rebuilding it from its edited config failed "
+            f"({type(e).__name__}: {message})"
+        )
+    rebuild = _Rebuild(graph, removed, force_plain=reason)
+    return rebuild.build(model), rebuild
 
 
 def compact(model, masks=None):
@@ -186,7 +314,18 @@ def compact(model, masks=None):
     lose the matching input channels, and every remaining weight is copied.
     The result is an ordinary Keras model of the same classes, rebuilt from
     the config (it saves to `.keras`, loads with `safe_mode=True`, exports
-    and converts like the original); it is not compiled.
+    and converts like the original); it is not compiled. Layers are matched
+    to their rebuilt copies by position in the graph, so layers whose names
+    change through `get_config` / `from_config` (or are not in their config)
+    are fine.
+
+    A subclass of `keras.Model` whose `__init__` builds a graph (a backbone
+    as model libraries write them, top-level or used as a layer) comes back
+    as its own class when its config lists its layers (Keras then rebuilds
+    it through the class's `from_config`). One whose config holds
+    constructor arguments would come back at its original widths: its graph
+    is rebuilt as a plain functional `keras.Model` instead, with the same
+    layers and compacted weights, and a `UserWarning` names it.
 
     By default the removed units are those whose masked parameters (see
     `apply_group_mask`: producer kernel slices and biases, BN gamma and
@@ -195,7 +334,8 @@ def compact(model, masks=None):
     version. Filters whose kernel alone is zero are kept.
 
     Args:
-        model: A functional or built Sequential `keras.Model`.
+        model: A functional or built Sequential `keras.Model`, or a subclass
+            whose `__init__` calls `super().__init__(inputs, outputs)`.
         masks: Optional dict naming the filters to keep explicitly: keys are
             producer layer names (`"outer/inner"` inside nested models) or
             `FilterGroup`s, values boolean arrays (True = keep) of the
@@ -205,7 +345,8 @@ def compact(model, masks=None):
             are kept.
 
     Returns:
-        A new `keras.Model` (same name and class).
+        A new `keras.Model` (same name; same class, except for the model
+        subclasses rebuilt as plain functional models, see above).
 
     Example:
 
@@ -219,13 +360,25 @@ def compact(model, masks=None):
     else:
         removed = _removed_from_masks(graph, masks)
     _check_nothing_empty(graph, removed)
-    serialized = keras.saving.serialize_keras_object(model)
-    serialized.pop("build_config", None)
-    serialized.pop("compile_config", None)
-    initializers = {}
-    serialized["config"] = _edit_config(
-        graph, model, serialized["config"], (), removed, initializers
-    )
-    new_model = keras.saving.deserialize_keras_object(serialized)
-    _copy_weights(graph, model, new_model, (), removed, initializers)
+    new_model, rebuild = _rebuild(graph, model, removed)
+    for path, class_name in rebuild.own_class:
+        logging.getLogger(__name__).info(
+            "compact: %r (%s) rebuilt as a %s from its config.",
+            path, class_name, class_name,
+        )
+    if rebuild.plain:
+        listed = "; ".join(
+            f"{path!r} ({class_name}): {reason}"
+            for path, class_name, reason in rebuild.plain
+        )
+        warnings.warn(
+            "compact rebuilt these model subclasses as plain functional "
+            "models (the same layers and compacted weights, but not their "
+            f"classes or extra attributes): {listed}. To get the class back, "
+            "give it a config that lists its layers (a constructor taking "
+            "`inputs, outputs`) and register it with "
+            "`keras.saving.register_keras_serializable`.",
+            UserWarning,
+            stacklevel=2,
+        )
     return new_model
