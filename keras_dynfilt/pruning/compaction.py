@@ -373,11 +373,11 @@ def compact(model, masks=None):
         )
         warnings.warn(
             "compact rebuilt these model subclasses as plain functional "
-            "models (the same layers and compacted weights, but not their "
-            f"classes or extra attributes): {listed}. To get the class back, "
-            "give it a config that lists its layers (a constructor taking "
-            "`inputs, outputs`) and register it with "
-            "`keras.saving.register_keras_serializable`.",
+            "(or Sequential) models, with the same layers and compacted "
+            "weights but not their classes or extra attributes: "
+            f"{listed}. To get the class back, give it a config that lists "
+            "its layers (a constructor taking `inputs, outputs`) and "
+            "register it with `keras.saving.register_keras_serializable`.",
             UserWarning,
             stacklevel=2,
         )
