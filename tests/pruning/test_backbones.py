@@ -34,16 +34,19 @@ from tests.pruning.builders import (
 
 L = keras.layers
 PACKAGE = "test_backbones"
+# Built with zeros (every test randomizes the weights): random initializers
+# of each new shape take seconds to compile on JAX, at build and at load.
+ZEROS = {"kernel_initializer": "zeros"}
 register = keras.saving.register_keras_serializable(package=PACKAGE)
 
 
 def _graph(inputs, width):
     """A residual stage and a convolution: two groups when nested."""
-    a = L.Conv2D(width, 3, padding="same", name="stage_a")(inputs)
+    a = L.Conv2D(width, 3, padding="same", name="stage_a", **ZEROS)(inputs)
     a = L.BatchNormalization(name="stage_bn")(a)
-    b = L.Conv2D(width, 1, name="stage_b")(inputs)
+    b = L.Conv2D(width, 1, name="stage_b", **ZEROS)(inputs)
     x = L.ReLU(name="stage_relu")(L.Add(name="stage_add")([a, b]))
-    x = L.Conv2D(width, 3, padding="same", name="c")(x)
+    x = L.Conv2D(width, 3, padding="same", name="c", **ZEROS)(x)
     return L.ReLU(name="c_relu")(L.BatchNormalization(name="c_bn")(x))
 
 
@@ -99,9 +102,9 @@ class Stack(keras.Sequential):
 
     def __init__(self, width=6, **kwargs):
         super().__init__(
-            [keras.Input((8, 8, 3)), L.Conv2D(width, 3, name="s1"),
+            [keras.Input((8, 8, 3)), L.Conv2D(width, 3, name="s1", **ZEROS),
              L.BatchNormalization(name="sbn"), L.ReLU(name="srelu"),
-             L.Conv2D(width, 1, name="s2")],
+             L.Conv2D(width, 1, name="s2", **ZEROS)],
             **kwargs,
         )
 
@@ -117,8 +120,8 @@ class OverridingBackbone(GraphBackbone):
 class Handwritten(keras.Model):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.conv = L.Conv2D(4, 3)
-        self.head = L.Dense(2)
+        self.conv = L.Conv2D(4, 3, **ZEROS)
+        self.head = L.Dense(2, **ZEROS)
 
     def call(self, x):
         return self.head(ops.mean(self.conv(x), axis=(1, 2)))
@@ -150,7 +153,7 @@ class ChannelMix(L.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         self.kernel = self.add_weight(
-            shape=(channels, channels), initializer="glorot_uniform"
+            shape=(channels, channels), initializer="zeros"
         )
 
     def call(self, x):
@@ -172,24 +175,28 @@ for _cls in (RenamingConv, NamelessConv):
 def _classifier(backbone, name="classifier"):
     inputs = keras.Input((8, 8, 3))
     x = L.GlobalAveragePooling2D(name="gap")(backbone(inputs))
-    return keras.Model(inputs, L.Dense(3, name="head")(x), name=name)
+    return keras.Model(inputs, L.Dense(3, name="head", **ZEROS)(x),
+                       name=name)
 
 
 def _network(first, name):
     inputs = keras.Input((8, 8, 3))
     x = L.ReLU(name="r1")(L.BatchNormalization(name="bn1")(first(inputs)))
-    x = L.Conv2D(5, 3, padding="same", name="c2")(x)
+    x = L.Conv2D(5, 3, padding="same", name="c2", **ZEROS)(x)
     x = L.GlobalAveragePooling2D(name="gap")(L.ReLU(name="r2")(x))
-    return keras.Model(inputs, L.Dense(3, name="head")(x), name=name)
+    return keras.Model(inputs, L.Dense(3, name="head", **ZEROS)(x),
+                       name=name)
 
 
 def opaque_network():
     inputs = keras.Input((8, 8, 3))
-    x = L.ReLU(name="pre_relu")(L.Conv2D(6, 1, name="pre")(inputs))
-    x = ChannelMix(name="mix")(x)
-    x = L.ReLU(name="mid_relu")(L.Conv2D(6, 3, padding="same", name="mid")(x))
-    x = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(4, 1, name="post")(x))
-    return keras.Model(inputs, L.Dense(3, name="head")(x), name="opaque")
+    x = L.Conv2D(6, 1, name="pre", **ZEROS)(inputs)
+    x = ChannelMix(name="mix")(L.ReLU(name="pre_relu")(x))
+    x = L.Conv2D(6, 3, padding="same", name="mid", **ZEROS)(x)
+    x = L.Conv2D(4, 1, name="post", **ZEROS)(L.ReLU(name="mid_relu")(x))
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    head = L.Dense(3, name="head", **ZEROS)
+    return keras.Model(inputs, head(x), name="opaque")
 
 
 NESTED_GROUPS = ["bb/stage_a (+1 coupled)", "bb/c"]
@@ -211,11 +218,13 @@ CASES = {
         lambda: _classifier(Stack(name="bb")), ["bb/s1", "bb/s2"],
         "Functional", True),
     "renaming_layer": (
-        lambda: _network(RenamingConv(6, 3, padding="same", name="ren"),
-                         "renaming"), ["ren_0", "c2"], "Functional", False),
+        lambda: _network(
+            RenamingConv(6, 3, padding="same", name="ren", **ZEROS),
+            "renaming"), ["ren_0", "c2"], "Functional", False),
     "nameless_config": (
-        lambda: _network(NamelessConv(6, 3, padding="same", name="nameless"),
-                         "nameless"), ["nameless", "c2"], "Functional", False),
+        lambda: _network(
+            NamelessConv(6, 3, padding="same", name="nameless", **ZEROS),
+            "nameless"), ["nameless", "c2"], "Functional", False),
     "opaque_block": (opaque_network, ["mid", "post"], "Functional", False),
 }
 
@@ -278,7 +287,8 @@ def test_own_class_is_kept_nested_and_keeps_its_methods():
 
 
 def test_renamed_and_nameless_layers_are_matched_by_position():
-    model = randomize(_network(RenamingConv(6, 3, name="ren"), "renaming"))
+    model = randomize(
+        _network(RenamingConv(6, 3, name="ren", **ZEROS), "renaming"))
     small = compact(model, {"ren_0": np.arange(6) != 1})
     (renamed,) = [la for la in small.layers if isinstance(la, RenamingConv)]
     assert renamed.name == "ren_0_0" and renamed.filters == 5
@@ -286,7 +296,8 @@ def test_renamed_and_nameless_layers_are_matched_by_position():
         renamed.kernel,
         ops.take(model.get_layer("ren_0").kernel, [0, 2, 3, 4, 5], axis=3),
     )
-    model = randomize(_network(NamelessConv(6, 3, name="nl"), "nameless"))
+    model = randomize(
+        _network(NamelessConv(6, 3, name="nl", **ZEROS), "nameless"))
     assert "name" not in model.get_layer("nl").get_config()
     small = compact(model, {"nl": np.arange(6) < 4})
     (nameless,) = [la for la in small.layers if isinstance(la, NamelessConv)]
