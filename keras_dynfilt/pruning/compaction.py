@@ -139,170 +139,163 @@ def _plain_serialization(model):
     return plain
 
 
-class _Rebuild:
-    """Edits a model's serialization into the compact one.
+class _Report:
+    """How the model subclasses of a model are rebuilt.
 
-    A functional or Sequential model's config lists its layers, which are
-    edited one by one. A subclass of either is rebuilt as its own class when
-    its config is such a list of layers (Keras revives it through the
-    class's `from_config`); a subclass whose config holds constructor
-    arguments would come back at the original widths, so its graph is
-    rebuilt as a plain functional model instead (`plain`, with the reason).
-    Layers are matched to config entries by their position in the graph,
-    never by name: a layer's name may change on its way through
-    `get_config` / `from_config`, or be missing from its config.
+    A subclass of `Functional` / `Sequential` is rebuilt as its own class
+    when its config lists its layers (Keras revives it through the class's
+    `from_config`); one whose config holds constructor arguments would come
+    back at the original widths, so its graph is rebuilt as a plain
+    functional (or Sequential) model instead.
     """
 
-    def __init__(self, graph, removed, force_plain=None):
-        self.graph = graph
-        self.removed = removed
-        self.force_plain = force_plain
-        self.initializers = {}
-        self.own_class = []  # (path, class name): subclasses kept
-        self.plain = []  # (path, class name, reason): rebuilt plain
+    def __init__(self, force_plain=None):
+        self.force_plain = force_plain  # reason to rebuild every one plain
+        self.own_class = []  # (path, class name)
+        self.plain = []  # (path, class name, reason)
 
-    def serialized(self, model):
-        serialized = keras.saving.serialize_keras_object(model)
-        serialized.pop("build_config", None)
-        serialized.pop("compile_config", None)
-        return self._graph_entry(model, serialized, ())
 
-    def _graph_entry(self, model, entry, prefix):
-        entry = dict(entry)
-        if type(model) not in (Functional, keras.Sequential):
-            where = (path_name(prefix) or model.name, type(model).__name__)
-            config = entry.get("config")
-            layers = config.get("layers") if isinstance(config, dict) else None
-            if self.force_plain is not None:
-                reason = self.force_plain
-            elif not isinstance(layers, list) or len(layers) != len(
-                graph_of(model)._operations
-            ):
-                keys = sorted(config) if isinstance(config, dict) else []
-                reason = (
-                    f"its config (keys: {', '.join(keys)}) does not list "
-                    "its layers, so Keras would rebuild it through its "
-                    "constructor, at the original widths"
-                )
-            else:
-                reason = None
-            if reason is None:
-                self.own_class.append(where)
-            else:
-                self.plain.append(where + (reason,))
-                entry.update(_plain_serialization(model))
-        entry["config"] = self._edit_config(model, entry["config"], prefix)
-        return entry
-
-    def _edit_config(self, model, config, prefix):
-        config = dict(config)
-        operations = graph_of(model)._operations
-        if len(config["layers"]) != len(operations):
-            raise RuntimeError(
-                f"The config of model {model.name!r} lists "
-                f"{len(config['layers'])} layers, its graph has "
-                f"{len(operations)} operations."
+def _graph_entry(graph, model, entry, prefix, removed, initializers, report):
+    """The edited serialization of a (nested) graph model."""
+    entry = dict(entry)
+    if type(model) not in (Functional, keras.Sequential):
+        where = (path_name(prefix) or model.name, type(model).__name__)
+        config = entry.get("config")
+        layers = config.get("layers") if isinstance(config, dict) else None
+        reason = report.force_plain
+        if reason is None and (
+            not isinstance(layers, list)
+            or len(layers) != len(graph_of(model)._operations)
+        ):
+            keys = sorted(config) if isinstance(config, dict) else []
+            reason = (
+                f"its config (keys: {', '.join(keys)}) does not list its "
+                "layers, so Keras would rebuild it through its constructor, "
+                "at the original widths"
             )
-        layers = []
-        for entry, layer in zip(config["layers"], operations):
-            entry = dict(entry)
-            entry.pop("build_config", None)
-            path = prefix + (layer.name,)
-            if is_graph_model(layer):
-                entry = self._graph_entry(layer, entry, path)
-            else:
-                record = self.graph.records.get(path_name(path))
-                if record is not None and record.rule is not None:
-                    keep_in, keep_out = _keeps(
-                        self.graph, record, self.removed
-                    )
-                    entry["config"] = record.rule.compact_config(
-                        layer, entry["config"], keep_in, keep_out
-                    )
-                entry["config"] = _zero_initializers(
-                    entry["config"], layer,
-                    self.initializers.setdefault(path, {}),
-                )
-            layers.append(entry)
-        config["layers"] = layers
-        if "build_input_shape" in config and layers:
-            first = layers[0]
-            if first["class_name"] == "InputLayer":
-                config["build_input_shape"] = first["config"]["batch_shape"]
-        return config
+        if reason is None:
+            report.own_class.append(where)
+        else:
+            report.plain.append(where + (reason,))
+            entry.update(_plain_serialization(model))
+    entry["config"] = _edit_config(
+        graph, model, entry["config"], prefix, removed, initializers, report
+    )
+    return entry
 
-    def copy_weights(self, old_model, new_model, prefix=()):
-        graph, removed = self.graph, self.removed
-        old_operations = graph_of(old_model)._operations
-        new_operations = graph_of(new_model)._operations
-        if len(new_operations) != len(old_operations):
-            raise ValueError(
-                f"The rebuilt model {new_model.name!r} has "
-                f"{len(new_operations)} operations, the original "
-                f"{len(old_operations)}."
-            )
-        for old, new in zip(old_operations, new_operations):
-            path = prefix + (old.name,)
-            if is_graph_model(old) and is_graph_model(new):
-                self.copy_weights(old, new, path)
-                continue
-            if type(new) is not type(old):
-                raise ValueError(
-                    f"The rebuilt model does not line up with the original "
-                    f"at {path_name(path)!r}: a {type(old).__name__} became "
-                    f"a {type(new).__name__}."
-                )
-            for key, initializer in self.initializers.get(path, {}).items():
-                setattr(new, key, initializer)
-            if not old.weights:
-                continue
-            record = graph.records.get(path_name(path))
-            axes = {}
-            if record is not None and record.rule is not None:
-                axes = record.rule.weights(
-                    old, record.in_slots, record.out_slots
-                )
-            # Same class, same config structure: the variables line up by
-            # position (names may repeat across a layer's sublayers).
-            new_variables = list(_variables(new).values())
-            for (name, variable), target in zip(
-                _variables(old).items(), new_variables
-            ):
-                value = keras.ops.convert_to_numpy(variable.value)
-                for axis in axes.get(name, ()):
-                    value = np.compress(
-                        graph.keep_of(axis.slots, removed), value,
-                        axis=axis.axis,
-                    )
-                target.assign(value)
 
-    def build(self, model):
-        new_model = keras.saving.deserialize_keras_object(
-            self.serialized(model)
+def _edit_config(graph, model, config, prefix, removed, initializers, report):
+    config = dict(config)
+    # Config entries and graph operations line up by position (names may
+    # change through get_config / from_config, or be missing from a config).
+    operations = graph_of(model)._operations
+    if len(config["layers"]) != len(operations):
+        raise RuntimeError(
+            f"The config of model {model.name!r} lists "
+            f"{len(config['layers'])} layers, its graph has "
+            f"{len(operations)} operations."
         )
-        self.copy_weights(model, new_model)
-        return new_model
+    layers = []
+    for entry, layer in zip(config["layers"], operations):
+        entry = dict(entry)
+        entry.pop("build_config", None)
+        path = prefix + (layer.name,)
+        if is_graph_model(layer):
+            entry = _graph_entry(
+                graph, layer, entry, path, removed, initializers, report
+            )
+        else:
+            record = graph.records.get(path_name(path))
+            if record is not None and record.rule is not None:
+                keep_in, keep_out = _keeps(graph, record, removed)
+                entry["config"] = record.rule.compact_config(
+                    layer, entry["config"], keep_in, keep_out
+                )
+            entry["config"] = _zero_initializers(
+                entry["config"], layer, initializers.setdefault(path, {})
+            )
+        layers.append(entry)
+    config["layers"] = layers
+    if "build_input_shape" in config and layers:
+        first = layers[0]
+        if first["class_name"] == "InputLayer":
+            config["build_input_shape"] = first["config"]["batch_shape"]
+    return config
 
 
-def _rebuild(graph, model, removed):
-    """The compact model, and the `_Rebuild` that says how it was built."""
-    rebuild = _Rebuild(graph, removed)
+def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
+    old_operations = graph_of(old_model)._operations
+    new_operations = graph_of(new_model)._operations
+    if len(new_operations) != len(old_operations):
+        raise ValueError(
+            f"The rebuilt model {new_model.name!r} has {len(new_operations)} "
+            f"operations, the original {len(old_operations)}."
+        )
+    for old, new in zip(old_operations, new_operations):
+        path = prefix + (old.name,)
+        if is_graph_model(old) and is_graph_model(new):
+            _copy_weights(graph, old, new, path, removed, initializers)
+            continue
+        if type(new) is not type(old):
+            raise ValueError(
+                "The rebuilt model does not line up with the original at "
+                f"{path_name(path)!r}: a {type(old).__name__} became a "
+                f"{type(new).__name__}."
+            )
+        for key, initializer in initializers.get(path, {}).items():
+            setattr(new, key, initializer)
+        if not old.weights:
+            continue
+        record = graph.records.get(path_name(path))
+        axes = {}
+        if record is not None and record.rule is not None:
+            keep_in, keep_out = _keeps(graph, record, removed)
+            axes = record.rule.weights(old, record.in_slots, record.out_slots)
+        # Same class, same config structure: the variables line up by
+        # position (names may repeat across a layer's sublayers).
+        new_variables = list(_variables(new).values())
+        for (name, variable), target in zip(
+            _variables(old).items(), new_variables
+        ):
+            value = keras.ops.convert_to_numpy(variable.value)
+            for axis in axes.get(name, ()):
+                value = np.compress(
+                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
+                )
+            target.assign(value)
+
+
+def _rebuild(graph, model, removed, report):
+    serialized = keras.saving.serialize_keras_object(model)
+    serialized.pop("build_config", None)
+    serialized.pop("compile_config", None)
+    initializers = {}
+    serialized = _graph_entry(
+        graph, model, serialized, (), removed, initializers, report
+    )
+    new_model = keras.saving.deserialize_keras_object(serialized)
+    _copy_weights(graph, model, new_model, (), removed, initializers)
+    return new_model
+
+
+def _rebuild_reported(graph, model, removed):
+    """The compact model and the `_Report` of how it was rebuilt."""
+    report = _Report()
     try:
-        return rebuild.build(model), rebuild
+        return _rebuild(graph, model, removed, report), report
     except Exception as e:  # noqa: BLE001 - retried plain, reported
-        if not rebuild.own_class:
+        if not report.own_class:
             raise
         # A subclass's `from_config` could not rebuild it from its edited
-        # config (or rebuilt something else): fall back to its graph.
+        # config (or rebuilt something else): rebuild its graph plain.
         message = str(e).split(". ")[0]
         if len(message) > 160:
             message = message[:160] + "..."
-        reason = (
+        report = _Report(
             "rebuilding it from its edited config failed "
             f"({type(e).__name__}: {message})"
         )
-    rebuild = _Rebuild(graph, removed, force_plain=reason)
-    return rebuild.build(model), rebuild
+    return _rebuild(graph, model, removed, report), report
 
 
 def compact(model, masks=None):
@@ -360,16 +353,16 @@ def compact(model, masks=None):
     else:
         removed = _removed_from_masks(graph, masks)
     _check_nothing_empty(graph, removed)
-    new_model, rebuild = _rebuild(graph, model, removed)
-    for path, class_name in rebuild.own_class:
+    new_model, report = _rebuild_reported(graph, model, removed)
+    for path, class_name in report.own_class:
         logging.getLogger(__name__).info(
             "compact: %r (%s) rebuilt as a %s from its config.",
             path, class_name, class_name,
         )
-    if rebuild.plain:
+    if report.plain:
         listed = "; ".join(
             f"{path!r} ({class_name}): {reason}"
-            for path, class_name, reason in rebuild.plain
+            for path, class_name, reason in report.plain
         )
         warnings.warn(
             "compact rebuilt these model subclasses as plain functional "
