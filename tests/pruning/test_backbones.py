@@ -96,6 +96,27 @@ class GraphBackbone(keras.Model):
 
 
 @register
+class TaggedBackbone(keras.Model):
+    """A functional constructor plus its own config entry and a registered
+    `from_config`: rebuilt as its own class, the entry kept."""
+
+    def __init__(self, *args, tag="v1", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tag = tag
+
+    def get_config(self):
+        return {**super().get_config(), "tag": self.tag}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        tag = config.pop("tag")
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.tag = tag
+        return model
+
+
+@register
 class Stack(keras.Sequential):
     """A Sequential subclass that builds its own layers: its inherited
     `from_config` adds the config's layers to a fresh default stack."""
@@ -199,6 +220,11 @@ def opaque_network():
     return keras.Model(inputs, head(x), name="opaque")
 
 
+def _io(width=6):
+    inputs = keras.Input((8, 8, 3), name="image")
+    return inputs, _graph(inputs, width)
+
+
 NESTED_GROUPS = ["bb/stage_a (+1 coupled)", "bb/c"]
 # name: (builder, groups, rebuilt class, rebuilt as plain functional)
 CASES = {
@@ -208,6 +234,9 @@ CASES = {
                       ["stage_a (+1 coupled)"], "Functional", True),
     "graph_backbone": (lambda: GraphBackbone.create(),
                        ["stage_a (+1 coupled)"], "GraphBackbone", False),
+    "tagged_backbone": (
+        lambda: TaggedBackbone(*_io(), tag="v2", name="bb"),
+        ["stage_a (+1 coupled)"], "TaggedBackbone", False),
     "nested_config_backbone": (
         lambda: _classifier(ConfigBackbone(name="bb")), NESTED_GROUPS,
         "Functional", True),
@@ -258,6 +287,8 @@ def test_walked_masked_equals_compacted_and_reloads(name, tmp_path):
     small.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
     assert type(restored).__name__ == class_name
+    if class_name == "TaggedBackbone":  # its own config entry survives
+        assert small.tag == restored.tag == "v2"
     np.testing.assert_allclose(
         run(restored, x), run(small, x), rtol=1e-6, atol=1e-6
     )
