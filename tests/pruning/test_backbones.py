@@ -283,6 +283,8 @@ def test_walked_masked_equals_compacted_and_reloads(name, tmp_path):
     after = model_cost(small, warn=False)
     assert after.macs < before.macs
     assert after.unknown == before.unknown
+    predicted = model_cost(model, compacted=True, warn=False)
+    assert (predicted.macs, predicted.params) == (after.macs, after.params)
     path = tmp_path / f"{name}.keras"
     small.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
