@@ -5,7 +5,6 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
@@ -129,7 +128,7 @@ def _plain_serialization(model):
             "registered_name": None,
         }
     else:
-        wrapper = Functional(
+        wrapper = keras.Model(
             model._inputs_struct, model._outputs_struct, name=model.name,
             trainable=model.trainable,
         )
@@ -158,7 +157,7 @@ class _Report:
 def _graph_entry(graph, model, entry, prefix, removed, initializers, report):
     """The edited serialization of a (nested) graph model."""
     entry = dict(entry)
-    if type(model) not in (Functional, keras.Sequential):
+    if type(model) is not _graph_base(model):  # a subclass
         where = (path_name(prefix) or model.name, type(model).__name__)
         config = entry.get("config")
         layers = config.get("layers") if isinstance(config, dict) else None
