@@ -114,7 +114,9 @@ class SoftFilterPruning(keras.callbacks.Callback):
     The callback writes `sparsity` (fraction of the selected groups'
     producer filters zeroed by the latest mask) and `flops_fraction`
     (multiply-adds of the compacted model over those of the full one, as
-    `keras_dynfilt.pruning.model_cost` counts them) into the epoch `logs`, so
+    `keras_dynfilt.pruning.model_cost` counts them; not logged, with a
+    warning, when some layers have no cost formula, since the fraction
+    would cover only part of the network) into the epoch `logs`, so
     `History`, `CSVLogger` and TensorBoard placed after it in the callback
     list record them. Validation metrics of an epoch are computed by Keras
     before that epoch's mask; evaluate after `fit` for the masked model.
@@ -422,12 +424,18 @@ class SoftFilterPruning(keras.callbacks.Callback):
         key = tuple(int((~k).sum()) for k in self.masks)
         if self._full_macs:
             if key not in self._flops_cache:
-                small = compact(
-                    self.model,
-                    {g: k for (g, _), k in zip(self.groups, self.masks)},
-                )
+                with warnings.catch_warnings():
+                    # Only priced: whether a subclass comes back as its
+                    # class is for `compact_model()` to say.
+                    warnings.filterwarnings(
+                        "ignore", "compact rebuilt", UserWarning
+                    )
+                    small = compact(
+                        self.model,
+                        {g: k for (g, _), k in zip(self.groups, self.masks)},
+                    )
                 self._flops_cache[key] = (
-                    model_cost(small).macs / self._full_macs
+                    model_cost(small, warn=False).macs / self._full_macs
                 )
                 del small
             stats["flops_fraction"] = self._flops_cache[key]
@@ -459,7 +467,8 @@ class SoftFilterPruning(keras.callbacks.Callback):
         self._flops_cache = {}
         self._soft = {}
         try:
-            self._full_macs = model_cost(self.model).macs
+            cost = model_cost(self.model, warn=False)
+            self._full_macs = cost.macs
         except ValueError:
             warnings.warn(
                 "SoftFilterPruning cannot count the FLOPs of a model whose "
@@ -469,6 +478,18 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 stacklevel=2,
             )
             self._full_macs = None
+        else:
+            if not cost.complete:
+                # A fraction of the layers it can price would report the
+                # cut of part of the network as the cut of the whole.
+                warnings.warn(
+                    "SoftFilterPruning does not log `flops_fraction`: the "
+                    f"cost of model {self.model.name!r} is incomplete. "
+                    + cost._unknown_text(),
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self._full_macs = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # The first epoch of a fit (after BackupAndRestore restored the

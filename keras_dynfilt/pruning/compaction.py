@@ -1,10 +1,14 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import logging
+import warnings
+
 import keras
 import numpy as np
 
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
+    _graph_base,
     _variables,
     analyze,
     graph_of,
@@ -113,19 +117,91 @@ def _zero_initializers(config, layer, originals):
     return config
 
 
-def _edit_config(graph, model, config, prefix, removed, initializers):
+def _plain_serialization(model):
+    """The graph of a model subclass serialized as a plain functional (or
+    Sequential) model: the same layers, none of the subclass's own config."""
+    if _graph_base(model) is keras.Sequential:
+        plain = {
+            "module": "keras",
+            "class_name": "Sequential",
+            "config": keras.Sequential.get_config(model),
+            "registered_name": None,
+        }
+    else:
+        wrapper = keras.Model(
+            model._inputs_struct, model._outputs_struct, name=model.name,
+            trainable=model.trainable,
+        )
+        plain = keras.saving.serialize_keras_object(wrapper)
+    plain.pop("build_config", None)
+    plain.pop("compile_config", None)
+    return plain
+
+
+class _Report:
+    """How the model subclasses of a model are rebuilt.
+
+    A subclass of `Functional` / `Sequential` is rebuilt as its own class
+    when its config lists its layers (Keras revives it through the class's
+    `from_config`); one whose config holds constructor arguments would come
+    back at the original widths, so its graph is rebuilt as a plain
+    functional (or Sequential) model instead.
+    """
+
+    def __init__(self, force_plain=None):
+        self.force_plain = force_plain  # reason to rebuild every one plain
+        self.own_class = []  # (path, class name)
+        self.plain = []  # (path, class name, reason)
+
+
+def _graph_entry(graph, model, entry, prefix, removed, initializers, report):
+    """The edited serialization of a (nested) graph model."""
+    entry = dict(entry)
+    if type(model) is not _graph_base(model):  # a subclass
+        where = (path_name(prefix) or model.name, type(model).__name__)
+        config = entry.get("config")
+        layers = config.get("layers") if isinstance(config, dict) else None
+        reason = report.force_plain
+        if reason is None and (
+            not isinstance(layers, list)
+            or len(layers) != len(graph_of(model)._operations)
+        ):
+            keys = sorted(config) if isinstance(config, dict) else []
+            reason = (
+                f"its config (keys: {', '.join(keys)}) does not list its "
+                "layers, so Keras would rebuild it through its constructor, "
+                "at the original widths"
+            )
+        if reason is None:
+            report.own_class.append(where)
+        else:
+            report.plain.append(where + (reason,))
+            entry.update(_plain_serialization(model))
+    entry["config"] = _edit_config(
+        graph, model, entry["config"], prefix, removed, initializers, report
+    )
+    return entry
+
+
+def _edit_config(graph, model, config, prefix, removed, initializers, report):
     config = dict(config)
-    operations = {op.name: op for op in graph_of(model)._operations}
+    # Config entries and graph operations line up by position (names may
+    # change through get_config / from_config, or be missing from a config).
+    operations = graph_of(model)._operations
+    if len(config["layers"]) != len(operations):
+        raise RuntimeError(
+            f"The config of model {model.name!r} lists "
+            f"{len(config['layers'])} layers, its graph has "
+            f"{len(operations)} operations."
+        )
     layers = []
-    for entry in config["layers"]:
+    for entry, layer in zip(config["layers"], operations):
         entry = dict(entry)
         entry.pop("build_config", None)
-        name = entry["config"]["name"]
-        path = prefix + (name,)
-        layer = operations.get(name)
-        if layer is not None and is_graph_model(layer):
-            entry["config"] = _edit_config(
-                graph, layer, entry["config"], path, removed, initializers
+        path = prefix + (layer.name,)
+        if is_graph_model(layer):
+            entry = _graph_entry(
+                graph, layer, entry, path, removed, initializers, report
             )
         else:
             record = graph.records.get(path_name(path))
@@ -147,13 +223,24 @@ def _edit_config(graph, model, config, prefix, removed, initializers):
 
 
 def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
-    new_operations = {op.name: op for op in graph_of(new_model)._operations}
-    for old in graph_of(old_model)._operations:
-        new = new_operations[old.name]
+    old_operations = graph_of(old_model)._operations
+    new_operations = graph_of(new_model)._operations
+    if len(new_operations) != len(old_operations):
+        raise ValueError(
+            f"The rebuilt model {new_model.name!r} has {len(new_operations)} "
+            f"operations, the original {len(old_operations)}."
+        )
+    for old, new in zip(old_operations, new_operations):
         path = prefix + (old.name,)
-        if is_graph_model(old):
+        if is_graph_model(old) and is_graph_model(new):
             _copy_weights(graph, old, new, path, removed, initializers)
             continue
+        if type(new) is not type(old):
+            raise ValueError(
+                "The rebuilt model does not line up with the original at "
+                f"{path_name(path)!r}: a {type(old).__name__} became a "
+                f"{type(new).__name__}."
+            )
         for key, initializer in initializers.get(path, {}).items():
             setattr(new, key, initializer)
         if not old.weights:
@@ -177,6 +264,39 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
             target.assign(value)
 
 
+def _rebuild(graph, model, removed, report):
+    serialized = keras.saving.serialize_keras_object(model)
+    serialized.pop("build_config", None)
+    serialized.pop("compile_config", None)
+    initializers = {}
+    serialized = _graph_entry(
+        graph, model, serialized, (), removed, initializers, report
+    )
+    new_model = keras.saving.deserialize_keras_object(serialized)
+    _copy_weights(graph, model, new_model, (), removed, initializers)
+    return new_model
+
+
+def _rebuild_reported(graph, model, removed):
+    """The compact model and the `_Report` of how it was rebuilt."""
+    report = _Report()
+    try:
+        return _rebuild(graph, model, removed, report), report
+    except Exception as e:  # noqa: BLE001 - retried plain, reported
+        if not report.own_class:
+            raise
+        # A subclass's `from_config` could not rebuild it from its edited
+        # config (or rebuilt something else): rebuild its graph plain.
+        message = str(e).split(". ")[0]
+        if len(message) > 160:
+            message = message[:160] + "..."
+        report = _Report(
+            "rebuilding it from its edited config failed "
+            f"({type(e).__name__}: {message})"
+        )
+    return _rebuild(graph, model, removed, report), report
+
+
 def compact(model, masks=None):
     """Builds a physically smaller copy of a model without removed filters.
 
@@ -186,7 +306,18 @@ def compact(model, masks=None):
     lose the matching input channels, and every remaining weight is copied.
     The result is an ordinary Keras model of the same classes, rebuilt from
     the config (it saves to `.keras`, loads with `safe_mode=True`, exports
-    and converts like the original); it is not compiled.
+    and converts like the original); it is not compiled. Layers are matched
+    to their rebuilt copies by position in the graph, so layers whose names
+    change through `get_config` / `from_config` (or are not in their config)
+    are fine.
+
+    A subclass of `keras.Model` whose `__init__` builds a graph (a backbone
+    as model libraries write them, top-level or used as a layer) comes back
+    as its own class when its config lists its layers (Keras then rebuilds
+    it through the class's `from_config`). One whose config holds
+    constructor arguments would come back at its original widths: its graph
+    is rebuilt as a plain functional `keras.Model` instead, with the same
+    layers and compacted weights, and a `UserWarning` names it.
 
     By default the removed units are those whose masked parameters (see
     `apply_group_mask`: producer kernel slices and biases, BN gamma and
@@ -195,7 +326,8 @@ def compact(model, masks=None):
     version. Filters whose kernel alone is zero are kept.
 
     Args:
-        model: A functional or built Sequential `keras.Model`.
+        model: A functional or built Sequential `keras.Model`, or a subclass
+            whose `__init__` calls `super().__init__(inputs, outputs)`.
         masks: Optional dict naming the filters to keep explicitly: keys are
             producer layer names (`"outer/inner"` inside nested models) or
             `FilterGroup`s, values boolean arrays (True = keep) of the
@@ -205,7 +337,8 @@ def compact(model, masks=None):
             are kept.
 
     Returns:
-        A new `keras.Model` (same name and class).
+        A new `keras.Model` (same name; same class, except for the model
+        subclasses rebuilt as plain functional models, see above).
 
     Examples:
         >>> inputs = keras.Input((8, 8, 3))
@@ -229,13 +362,25 @@ def compact(model, masks=None):
     else:
         removed = _removed_from_masks(graph, masks)
     _check_nothing_empty(graph, removed)
-    serialized = keras.saving.serialize_keras_object(model)
-    serialized.pop("build_config", None)
-    serialized.pop("compile_config", None)
-    initializers = {}
-    serialized["config"] = _edit_config(
-        graph, model, serialized["config"], (), removed, initializers
-    )
-    new_model = keras.saving.deserialize_keras_object(serialized)
-    _copy_weights(graph, model, new_model, (), removed, initializers)
+    new_model, report = _rebuild_reported(graph, model, removed)
+    for path, class_name in report.own_class:
+        logging.getLogger(__name__).info(
+            "compact: %r (%s) rebuilt as a %s from its config.",
+            path, class_name, class_name,
+        )
+    if report.plain:
+        listed = "; ".join(
+            f"{path!r} ({class_name}): {reason}"
+            for path, class_name, reason in report.plain
+        )
+        warnings.warn(
+            "compact rebuilt these model subclasses as plain functional "
+            "(or Sequential) models, with the same layers and compacted "
+            "weights but not their classes or extra attributes: "
+            f"{listed}. To get the class back, give it a config that lists "
+            "its layers (a constructor taking `inputs, outputs`) and "
+            "register it with `keras.saving.register_keras_serializable`.",
+            UserWarning,
+            stacklevel=2,
+        )
     return new_model

@@ -10,12 +10,14 @@ count zero. This library's `FilterGenerator`, `NDDR`, `CrossStitch`,
 `DimensionReduction` and `WSoftmaxHead` register their formulas in
 `keras_dynfilt.pruning.library_layers`. A layer with weights but no
 registered formula is listed with
-`macs=None` and left out of the total (see `ModelCost.unknown`); register a
+`macs=None` and left out of the total (see `ModelCost.unknown`): `model_cost`
+warns, and `print_cost` marks the total incomplete and lists them; register a
 formula with `register_layer_cost`.
 """
 
 import collections
 import math
+import warnings
 
 import keras
 
@@ -127,8 +129,12 @@ class ModelCost:
         layers: List of `LayerCost`, one per layer call in graph order
             (nested models' layers as `"outer/inner"`).
         params: Integer, total parameters (`model.count_params()`).
-        macs: Integer, total multiply-adds for one sample.
+        macs: Integer, total multiply-adds for one sample, over the layers
+            with a cost formula only (a lower bound when `unknown` is not
+            empty).
         unknown: Names of layers with weights but no cost formula.
+        complete: Boolean, whether every layer was priced (`unknown` is
+            empty), i.e. whether `macs` is the whole model's count.
     """
 
     def __init__(self, layers, params):
@@ -136,6 +142,17 @@ class ModelCost:
         self.params = params
         self.macs = sum(c.macs for c in layers if c.macs)
         self.unknown = [c.name for c in layers if c.macs is None]
+        self.complete = not self.unknown
+
+    def _unknown_text(self):
+        listed = ", ".join(
+            f"{c.name} ({c.class_name})" for c in self.layers if c.macs is None
+        )
+        return (
+            f"No cost formula for {len(self.unknown)} layer(s) with weights, "
+            f"left out of the MACs total: {listed}. Register one with "
+            "`keras_dynfilt.pruning.register_layer_cost`."
+        )
 
     def table(self):
         """The per-layer table as a string."""
@@ -150,8 +167,9 @@ class ModelCost:
                 c.name, c.class_name, str(c.output_shape), f"{c.params:,}",
                 "?" if c.macs is None else f"{c.macs:,}", share,
             ))
+        total = "total" if self.complete else "total (incomplete)"
         rows.append(
-            ("total", "", "", f"{self.params:,}", f"{self.macs:,}", "100.0")
+            (total, "", "", f"{self.params:,}", f"{self.macs:,}", "100.0")
         )
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
         lines = []
@@ -166,7 +184,7 @@ class ModelCost:
                 lines.append("  ".join("-" * w for w in widths))
         lines.append("MACs: multiply-adds per sample (FLOPs = 2 x MACs).")
         if self.unknown:
-            lines.append(f"No cost formula (left out): {self.unknown}")
+            lines.append("Incomplete total. " + self._unknown_text())
         return "\n".join(lines)
 
     def __str__(self):
@@ -176,6 +194,7 @@ class ModelCost:
         return {
             "params": self.params,
             "macs": self.macs,
+            "unknown": list(self.unknown),
             "layers": [c._asdict() for c in self.layers],
         }
 
@@ -256,7 +275,7 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
     return [values[id(t)] for t in graph.outputs]
 
 
-def model_cost(model, input_shape=None, compacted=False):
+def model_cost(model, input_shape=None, compacted=False, warn=True):
     """Counts parameters and multiply-adds per layer and in total.
 
     With `compacted=True` it prices the model `compact(model)` would build
@@ -270,6 +289,9 @@ def model_cost(model, input_shape=None, compacted=False):
             input size is not fixed; defaults to the model's input shapes.
         compacted: Boolean, price the compacted model instead (params
             of the whole model are then the sum of the per-layer counts).
+        warn: Boolean, whether to warn (`UserWarning`) when layers with
+            weights have no cost formula: `macs` then leaves them out, and
+            a fraction of it is a fraction of part of the network.
 
     Returns:
         A `ModelCost` (`.params`, `.macs`, `.layers`, `.table()`).
@@ -317,9 +339,21 @@ def model_cost(model, input_shape=None, compacted=False):
     params = model.count_params()
     if compacted:
         params = sum(c.params for c in found)
-    return ModelCost(found, params)
+    cost = ModelCost(found, params)
+    if warn and not cost.complete:
+        warnings.warn(
+            f"model_cost of {model.name!r} is incomplete: "
+            + cost._unknown_text(),
+            UserWarning,
+            stacklevel=2,
+        )
+    return cost
 
 
 def print_cost(model, input_shape=None, print_fn=print):
-    """Prints `model_cost(model, input_shape).table()`."""
-    print_fn(model_cost(model, input_shape).table())
+    """Prints `model_cost(model, input_shape).table()`.
+
+    Layers without a cost formula show `?` and are listed below the table,
+    whose total then reads "total (incomplete)".
+    """
+    print_fn(model_cost(model, input_shape, warn=False).table())

@@ -35,27 +35,63 @@ _Record = collections.namedtuple(
 )
 
 
+def _graph_base(layer):
+    """`Functional` or `Sequential` when `layer` is computed by its graph.
+
+    Subclasses count (a `keras.Model` subclass whose `__init__` builds a
+    graph and calls `super().__init__(inputs, outputs)`, as model libraries
+    write backbones) as long as they keep the base class's `call`: a class
+    that overrides `call` computes something the graph does not show.
+    """
+    if isinstance(layer, keras.Sequential):
+        base = keras.Sequential
+    elif isinstance(layer, Functional):
+        base = Functional
+    else:
+        return None
+    return base if type(layer).call is base.call else None
+
+
 def is_graph_model(layer):
-    """Whether `layer` is a functional or Sequential model (walkable)."""
-    return type(layer) is Functional or type(layer) is keras.Sequential
+    """Whether `layer` is a model the engine walks through: a functional or
+    Sequential model, or a subclass of one that keeps its `call`."""
+    return _graph_base(layer) is not None
 
 
 def graph_of(model):
     """The `Functional` graph of a functional or built Sequential model."""
-    if type(model) is keras.Sequential:
+    base = _graph_base(model)
+    if base is keras.Sequential:
         if model._functional is None:
             raise ValueError(
                 "The Sequential model must be built (start it with "
                 f"`keras.Input`, or call `build`). Received: model={model.name}"
             )
         return model._functional
-    if type(model) is not Functional:
-        raise TypeError(
-            "`model` must be a functional or Sequential Keras model; "
-            "subclassed models have no graph to analyse. "
-            f"Received: model of type {type(model).__name__}"
+    if base is Functional:
+        return model
+    kind = type(model).__name__
+    if not isinstance(model, keras.Model):
+        reason = "it is not a Keras model"
+    elif isinstance(model, (Functional, keras.Sequential)):
+        reason = (
+            f"{kind} builds a graph but overrides `call`, so the graph is "
+            "not what the model computes"
         )
-    return model
+    else:
+        reason = (
+            f"{kind} has no graph to analyse (its `call` is written by "
+            "hand, so the layers' connections are unknown)"
+        )
+    raise TypeError(
+        "`model` must be a Keras model with a functional graph: a "
+        "functional or Sequential model, or a `keras.Model` subclass whose "
+        "`__init__` builds a graph and calls `super().__init__(inputs, "
+        f"outputs)` and keeps `Model.call`; {reason}. Build a functional "
+        "model from the same layers, e.g. `inputs = keras.Input(shape); "
+        "model = keras.Model(inputs, outputs)`. "
+        f"Received: model of type {kind}"
+    )
 
 
 def path_name(path):
@@ -268,10 +304,11 @@ class ChannelGraph:
         ]
         out_shapes = [tuple(t.shape) for t in node.output_tensors]
         if rule is None:
-            outs = self.barrier(
-                layer, inputs, out_shapes,
-                f"no channel rule registered for {type(layer).__name__}",
-            )
+            reason = f"no channel rule registered for {type(layer).__name__}"
+            if isinstance(layer, (Functional, keras.Sequential)):
+                reason = "a model class that overrides `call` (its graph is "
+                reason += "not what it computes)"
+            outs = self.barrier(layer, inputs, out_shapes, reason)
         elif rule.needs_input_slots and any(s is None for s in ins):
             outs = self.barrier(
                 layer, inputs, out_shapes, "an input's channels are unknown"
@@ -365,7 +402,8 @@ def analyze(model):
 def filter_groups(model, warn=True):
     """Lists the prunable filter groups of a model.
 
-    Walks a functional or Sequential Keras model (nested models included)
+    Walks a functional or Sequential Keras model (nested models included,
+    and subclasses of `keras.Model` that build their graph in `__init__`)
     and returns the groups of producer filters (Conv1D/2D/3D, transposed
     and separable convolutions, Dense, Embedding) whose output channels
     must be removed together, with every consumer that must be sliced.
@@ -382,7 +420,8 @@ def filter_groups(model, warn=True):
     pruned.
 
     Args:
-        model: A functional or built Sequential `keras.Model`.
+        model: A functional or built Sequential `keras.Model`, or a subclass
+            whose `__init__` calls `super().__init__(inputs, outputs)`.
         warn: Boolean, whether to warn (`UserWarning`) when the model
             contains barrier layers.
 

@@ -90,8 +90,11 @@ def test_unknown_layers_and_registration():
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, Scale(name="scale")(L.Dense(3)(inputs)))
-    cost = model_cost(model)
+    with pytest.warns(UserWarning, match=r"incomplete: No cost formula "
+                      r"for 1 layer\(s\).*scale \(Scale\)"):
+        cost = model_cost(model)
     assert cost.unknown == ["scale"] and cost.macs == 12
+    assert not cost.complete and "total (incomplete)" in cost.table()
     assert "No cost formula" in cost.table()
     register_layer_cost(Scale, lambda layer, ins, outs: outs[0][-1])
     assert model_cost(model).macs == 12 + 3
