@@ -62,7 +62,10 @@ def time_inference(models, x, repeats=25, inner=3):
 
 def plot_sfp(histories, path, title):
     """Test accuracy, sparsity and FLOPs fraction per epoch, per run."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # matplotlib is the `plot` extra (not on the GPU)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
