@@ -39,16 +39,26 @@ step() {  # step NAME SECONDS COMMAND...: time-limited, logged, recorded
 
 # 1. Wheels, offline: only the distributions this Python lacks (or all with
 # FORCE_INSTALL=1), into a folder put first on PYTHONPATH.
-for wheel in "$BUNDLE"/wheels/*.whl; do
-  dist=$(basename "$wheel" | cut -d- -f1)
-  if [ -z "${FORCE_INSTALL:-}" ] && "$PY" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null; then
-    continue
-  fi
-  echo "installing $(basename "$wheel")"
+MISSING=$("$PY" - "$BUNDLE"/wheels/*.whl <<'PYEOF'
+import importlib.metadata, os, sys
+for wheel in sys.argv[1:]:
+    dist = os.path.basename(wheel).split("-")[0]
+    try:
+        if not os.environ.get("FORCE_INSTALL"):
+            importlib.metadata.version(dist)
+            continue
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    print(wheel)
+PYEOF
+)
+if [ -n "$MISSING" ]; then
+  echo "installing:" $(for w in $MISSING; do basename "$w"; done)
+  # shellcheck disable=SC2086
   "$PY" -m pip install -q --no-index --no-deps --disable-pip-version-check \
-      --target "$SITE" "$wheel" 2>/dev/null \
-    || "$PY" -m zipfile -e "$wheel" "$SITE"
-done
+      --target "$SITE" $MISSING 2>/dev/null \
+    || for w in $MISSING; do "$PY" -m zipfile -e "$w" "$SITE"; done
+fi
 
 # The project: this working tree when it travelled, else the bundle's copy.
 if [ -d keras_dynfilt ] && [ -f examples/pruning/train_sfp.py ]; then
