@@ -185,12 +185,22 @@ def _set_cpu_devices(count):
 
 
 def _backend_versions():
+    """Versions of the installed backends, without importing any."""
     versions = {}
-    for package in ("tensorflow", "jax", "torch"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
+    for package, dists in (
+        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+        ("jax", ("jax",)),
+        ("torch", ("torch",)),
+    ):
+        module = sys.modules.get(package)
+        versions[package] = getattr(module, "__version__", None)
+        for dist in dists:
+            if versions[package]:
+                break
+            try:
+                versions[package] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
     return versions
 
 
