@@ -117,8 +117,8 @@ step wsoftmax_step_ratios "${LIMITS[2]}" "$PY" benchmarks/gpu/step_ratios.py \
 step nddr_step_ratios "${LIMITS[3]}" "$PY" benchmarks/nddr.py \
   --jit-compile true "${NDDR_ARGS[@]}" --output "$OUT/nddr_step_ratios.json"
 
-# 5. SFP: the rest of the budget, less 30 s for the tables.
-DEADLINE=$((START + BUDGET - 30))
+# 5. SFP: the rest of the budget, less 60 s for grid.json and the tables.
+DEADLINE=$((START + BUDGET - 60))
 step sfp $(( $(left) > 35 ? $(left) - 5 : 30 )) "$PY" benchmarks/gpu/sfp_grid.py \
   --deadline "$DEADLINE" --output-dir "$OUT/sfp" "${SFP_ARGS[@]}" \
   --dataset fashion_mnist --data-dir "$DATA" --verbose 2
