@@ -7,7 +7,7 @@
 #   4. W-Softmax / Dense and NDDR / two single-task step ratios;
 #   5. the SFP grid: ResNet-20 at 30% and ResNet-56 at 40%, baseline / SFP /
 #      FPGM, 3 seeds, the full Fashion-MNIST training set, $SFP_EPOCHS epochs
-#      (default 6: what fits in the time left; runs unfinished at the
+#      (default 3: an estimate of what fits; runs unfinished at the
 #      deadline are stopped and listed in sfp/grid.json).
 # Everything is written under $OUT. Build the bundle first:
 #   python benchmarks/gpu/pack.py              # -> build/gpu (< 64 MiB)
@@ -99,11 +99,11 @@ else
          tests/callbacks/test_soft_filter_pruning.py)
   FG_ARGS=()
   SR_ARGS=()
-  NDDR_ARGS=(--rounds 7)
+  NDDR_ARGS=(--rounds 5)
   SFP_ARGS=(--configs 20:0.3 56:0.4 --seeds 0 1 2
-            --epochs "${SFP_EPOCHS:-6}" --parallel "${SFP_PARALLEL:-18}"
+            --epochs "${SFP_EPOCHS:-3}" --parallel "${SFP_PARALLEL:-18}"
             --batch-size 128 --val-batches 10 --timing-repeats 10)
-  LIMITS=(100 45 40 40)
+  LIMITS=(90 60 40 60)
 fi
 
 # 2-4. Tests and benchmarks, each within its limit.
