@@ -26,16 +26,11 @@ if keras.backend.backend() == "tensorflow":
     )
 
 
-# The example scripts and the training harness are TensorFlow's (tf.data,
-# tf.distribute); on other backends their tests are not even collected.
-collect_ignore = (
-    [] if keras.backend.backend() == "tensorflow" else ["examples", "training"]
-)
-
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "tensorflow: needs the TensorFlow backend (skipped on JAX)"
+        "markers",
+        "tensorflow: needs the TensorFlow backend (skipped on the others)",
     )
     config.addinivalue_line("markers", "slow: a real (short) training run")
 
@@ -57,6 +52,10 @@ def _fresh_keras_state():
     policy = keras.config.dtype_policy()
     yield
     keras.config.set_dtype_policy(policy)
+    if keras.backend.backend() == "jax":
+        # An example run under `--strategy mirrored` sets a global
+        # keras.distribution; it must not reach the next test.
+        keras.distribution.set_distribution(None)
     if keras.backend.backend() == "tensorflow":
         # `--deterministic` runs enable op determinism process-wide; it
         # changes how TensorFlow compiles, so it must not leak into others.

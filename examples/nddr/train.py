@@ -28,10 +28,11 @@ follows the reference code's "poly" schedule (power 0.9, down to 0).
     examples/nddr/run_all.sh     # the runs behind docs/layers/nddr.md
 """
 
+import hashlib
 import math
 
 import keras
-import tensorflow as tf
+import numpy as np
 
 import keras_dynfilt
 from keras_dynfilt import training
@@ -47,6 +48,8 @@ METHODS = {
 
 def rotate(image, angle):
     """Rotates an (H, W, C) image by `angle` radians about its centre."""
+    import tensorflow as tf
+
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
     cos, sin = tf.cos(angle), tf.sin(angle)
@@ -66,7 +69,51 @@ def rotate(image, angle):
     return out[0]
 
 
+def rotation_transforms(angles, height, width):
+    """The rows of `rotate`'s projective transform, one per angle (NumPy)."""
+    cos, sin = np.cos(angles), np.sin(angles)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    zeros = np.zeros_like(angles)
+    return np.stack([
+        cos, -sin, cx - cos * cx + sin * cy,
+        sin, cos, cy - sin * cx - cos * cy,
+        zeros, zeros,
+    ], axis=1).astype("float32")
+
+
+def make_batch_map_fn(bins, seed):
+    """`make_map_fn` for NumPy batches (the backends without tf.data).
+
+    The same construction with a different hash (BLAKE2 of the pixels and
+    the seed), so the rotation of an image is again a fixed function of
+    its pixels, but not the same one as on TensorFlow.
+    """
+    def map_fn(images, labels):
+        salt = str(seed).encode()
+        rotation = np.array([
+            int.from_bytes(hashlib.blake2b(
+                image.tobytes(), digest_size=8, salt=salt[:16]).digest(),
+                "little") % bins
+            for image in images
+        ], "int32")
+        transforms = rotation_transforms(
+            rotation * (2 * np.pi / bins), *images.shape[1:3])
+        rotated = keras.ops.image.affine_transform(
+            images, transforms, interpolation="bilinear",
+            fill_mode="constant", fill_value=0.0,
+            data_format="channels_last")
+        return keras.ops.convert_to_numpy(rotated), {
+            "label": labels, "rotation": rotation}
+
+    return map_fn
+
+
 def make_map_fn(bins, seed):
+    """Per-example map of the training pipeline: (rotated image, targets)."""
+    if keras.backend.backend() != "tensorflow":
+        return make_batch_map_fn(bins, seed)
+    import tensorflow as tf
+
     def map_fn(image, label):
         digest = tf.strings.to_hash_bucket_fast(
             tf.io.serialize_tensor(image), 2**31 - 1)

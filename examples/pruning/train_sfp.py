@@ -37,11 +37,16 @@ from keras_dynfilt.pruning import compact, model_cost
 
 def time_inference(models, x, repeats=25, inner=3):
     """Median seconds per call of each model on `x`, interleaved repeats."""
-    import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    fns = [
-        tf.function(lambda t, m=m: m(t, training=False)) for m in models
-    ]
+        fns = [
+            tf.function(lambda t, m=m: m(t, training=False)) for m in models
+        ]
+    else:
+        # The backend's compiled predict step; its NumPy result waits for
+        # the device (JAX dispatches asynchronously).
+        fns = [m.predict_on_batch for m in models]
     for fn in fns:
         fn(x)
         fn(x)
@@ -57,7 +62,10 @@ def time_inference(models, x, repeats=25, inner=3):
 
 def plot_sfp(histories, path, title):
     """Test accuracy, sparsity and FLOPs fraction per epoch, per run."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # matplotlib is the `plot` extra (not on the GPU)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,12 +1,15 @@
 """Training support shared by the example scripts.
 
-TensorFlow-specific by design (tf.data pipelines, tf.distribute): import it
-explicitly (`from keras_dynfilt import training`); `import keras_dynfilt`
-does not, so the layers stay usable on the JAX backend without TensorFlow.
+Import it explicitly (`from keras_dynfilt import training`). On the
+TensorFlow backend it uses tf.data and tf.distribute; on JAX and PyTorch it
+imports no TensorFlow (NumPy data, `keras.distribution` on JAX). The
+per-replica XLA tools (`ReplicaJitModel`, ...) are TensorFlow's and are
+imported on first use.
 """
 
 from keras_dynfilt.training.datasets import (
     DEBIAN_FASHION_MNIST,
+    ArrayBatches,
     ImageData,
     load_image_data,
     numpy_split,
@@ -17,15 +20,27 @@ from keras_dynfilt.training.experiment import (
     example_argument_parser,
     plot_history,
 )
-from keras_dynfilt.training.replica_jit import (
-    ReplicaJitMixin,
-    ReplicaJitModel,
-    compile_replica_jit,
-    replica_jit_gradients,
+
+_REPLICA_JIT = (
+    "ReplicaJitMixin",
+    "ReplicaJitModel",
+    "compile_replica_jit",
+    "replica_jit_gradients",
 )
+
+
+def __getattr__(name):
+    # replica_jit imports TensorFlow: only when one of its names is used.
+    if name in _REPLICA_JIT:
+        from keras_dynfilt.training import replica_jit
+
+        return getattr(replica_jit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEBIAN_FASHION_MNIST",
+    "ArrayBatches",
     "ExperimentRun",
     "ImageData",
     "ReplicaJitMixin",

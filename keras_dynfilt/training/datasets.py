@@ -1,21 +1,31 @@
-"""Image-classification datasets as `tf.data` pipelines, online and offline.
+"""Image-classification datasets, online and offline, on every backend.
 
-Online, datasets come from tensorflow-datasets (`tfds`) as users expect.
-Offline, the same tfds builders are fed from local files: a builder subclass
-serves each file the builder would download from a local folder instead, so
-the features, splits and decoding are tfds's own and only the file source
-differs. (`tfds.load` with a `manual_dir` would reject recompressed files such
-as Debian's `dataset-fashion-mnist`, whose checksums differ.) Prepared local
+On the TensorFlow backend, datasets are `tf.data` pipelines. Online, they
+come from tensorflow-datasets (`tfds`) as users expect. Offline, the same
+tfds builders are fed from local files: a builder subclass serves each file
+the builder would download from a local folder instead, so the features,
+splits and decoding are tfds's own and only the file source differs.
+(`tfds.load` with a `manual_dir` would reject recompressed files such as
+Debian's `dataset-fashion-mnist`, whose checksums differ.) Prepared local
 copies are cached under `~/.cache/keras_dynfilt/tensorflow_datasets`.
+
+On the other backends (JAX, PyTorch) nothing imports TensorFlow: local files
+are read into NumPy (IDX files for MNIST and Fashion-MNIST, the binary
+archive for CIFAR-10, scikit-learn for digits) and batched by an
+`ArrayBatches` (a `keras.utils.PyDataset`); tfds serves online data only
+where TensorFlow is installed.
 """
 
 import dataclasses
+import gzip
 import hashlib
 import os
 import pathlib
 import socket
+import tarfile
 import urllib.parse
 
+import keras
 import numpy as np
 
 # Where Debian's `dataset-fashion-mnist` package puts the IDX files.
@@ -31,9 +41,10 @@ class ImageData:
     """Train and test pipelines of an image-classification dataset.
 
     Attributes:
-        train: `tf.data.Dataset` of the training split, shuffled, batched by
-            the global batch size and prefetched.
-        test: `tf.data.Dataset` of the test split, batched and prefetched.
+        train: The training split, shuffled, batched by the global batch
+            size: a prefetched `tf.data.Dataset` on the TensorFlow backend,
+            an `ArrayBatches` (`keras.utils.PyDataset`) on the others.
+        test: The test split, batched (same types).
         num_classes: Number of classes.
         input_shape: `(height, width, channels)` of one image.
         num_train: Number of training examples.
@@ -203,8 +214,7 @@ def _load_tfds(name, data_dir):
     )
 
 
-def _load_digits():
-    import tensorflow as tf
+def _digits_arrays():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -217,6 +227,13 @@ def _load_digits():
         random_state=0,
         stratify=digits.target,
     )
+    return x_train, y_train, x_test, y_test
+
+
+def _load_digits():
+    import tensorflow as tf
+
+    x_train, y_train, x_test, y_test = _digits_arrays()
     splits = {
         "train": tf.data.Dataset.from_tensor_slices((x_train, y_train)),
         "test": tf.data.Dataset.from_tensor_slices((x_test, y_test)),
@@ -224,6 +241,272 @@ def _load_digits():
     counts = {"train": len(x_train), "test": len(x_test)}
     names = [str(i) for i in range(10)]
     return splits, counts, 10, names, "sklearn", (8, 8, 1)
+
+
+# Class names as tensorflow-datasets gives them, for the NumPy readers.
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+        "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+    "cifar10": [
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+        "horse", "ship", "truck",
+    ],
+}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path):
+    """Reads one IDX file (`.gz` or not) of unsigned bytes as a NumPy array.
+
+    The format of the MNIST files: two zero bytes, a type byte (0x08:
+    unsigned byte), the number of dimensions, each dimension as a big-endian
+    int32, then the data.
+    """
+    path = str(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(
+            f"{path!r} is not an IDX file of unsigned bytes (expected the "
+            f"magic 00 00 08 NN). Received: {raw[:4].hex(' ')!r}"
+        )
+    ndim = raw[3]
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(
+            f"{path!r} holds {data.size} values; its header says {shape}."
+        )
+    return data.reshape(shape)
+
+
+def _find_file(source_dir, stem):
+    for candidate in (stem, stem + ".gz"):
+        path = pathlib.Path(source_dir) / candidate
+        if path.exists():
+            return path
+    raise FileNotFoundError(
+        f"`data_dir` has no file for {stem!r}. Expected one of "
+        f"{[stem, stem + '.gz']} in {str(source_dir)!r}. "
+        f"Found: {sorted(p.name for p in pathlib.Path(source_dir).iterdir())}"
+    )
+
+
+def _idx_arrays(source_dir):
+    arrays = []
+    for split in ("train", "test"):
+        images, labels = (
+            read_idx(_find_file(source_dir, stem)) for stem in IDX_FILES[split]
+        )
+        arrays += [images[..., None], labels.astype(np.int64)]
+    return tuple(arrays)
+
+
+def _cifar10_arrays(source_dir):
+    """CIFAR-10 from `cifar-10-binary.tar.gz` (records: label + 3x32x32)."""
+    path = _find_file(source_dir, "cifar-10-binary.tar")
+    splits = {"train": [], "test": []}
+    with tarfile.open(path) as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            name = os.path.basename(member.name)
+            split = (
+                "train" if name.startswith("data_batch")
+                else "test" if name == "test_batch.bin" else None
+            )
+            if split:
+                raw = archive.extractfile(member).read()
+                splits[split].append(
+                    np.frombuffer(raw, np.uint8).reshape(-1, 3073)
+                )
+    arrays = []
+    for split in ("train", "test"):
+        records = np.concatenate(splits[split])
+        images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        arrays += [images, records[:, 0].astype(np.int64)]
+    return tuple(arrays)
+
+
+def _tfds_arrays(name):
+    """Online data through tfds as NumPy, where TensorFlow is installed."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise RuntimeError(
+            f"Dataset {name!r} has no local files and tensorflow-datasets "
+            "(which downloads it) is not installed on this "
+            f"{keras.backend.backend()} backend. Point `--data-dir` at local "
+            "files (e.g. --data-dir /usr/share/datasets/fashion-mnist) or "
+            "use --dataset digits."
+        ) from None
+    builder = tfds.builder(name)
+    if not builder.is_prepared():
+        _check_online(name)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    arrays = []
+    for split in ("train", "test"):
+        images, labels = tfds.as_numpy(
+            builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
+        )
+        arrays += [images, labels.astype(np.int64)]
+    return tuple(arrays)
+
+
+def _load_arrays(name, data_dir):
+    """(x_train, y_train, x_test, y_test, source) as uint8 / int arrays."""
+    if name == "digits":
+        return (*_digits_arrays(), "sklearn")
+    data_dir = data_dir or default_data_dir(name)
+    if data_dir is None:
+        return (*_tfds_arrays(name), "tfds")
+    reader = _cifar10_arrays if name == "cifar10" else _idx_arrays
+    return (*reader(data_dir), f"local:{os.path.abspath(data_dir)}")
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of NumPy image arrays, for the backends without `tf.data`.
+
+    Images come as float32 in [0, 1], labels as int32. With a `seed`, every
+    pass over the data draws a new permutation (`seed` and the pass number
+    seed it, so runs repeat); `augment` and `map_fn` are applied to each
+    batch, in that order. `take(n)` keeps the first `n` batches, `repeat()`
+    makes the stream endless (for `steps_per_epoch` slices of it), like
+    their `tf.data` namesakes.
+
+    Args:
+        images: uint8 array `(N, H, W, C)`.
+        labels: Integer array `(N,)`.
+        batch_size: Examples per batch (the last one may be smaller).
+        seed: Shuffle seed; `None` keeps the order.
+        augment: Optional `fn(images, labels) -> (images, labels)` on NumPy
+            batches.
+        map_fn: Optional `fn(images, labels) -> element` on NumPy batches.
+        multiple: Every batch size is cut down to a multiple of this (the
+            number of data-parallel devices, which each take an equal
+            share); only a short last batch can lose examples.
+    """
+
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size,
+        seed=None,
+        augment=None,
+        map_fn=None,
+        max_batches=None,
+        endless=False,
+        multiple=1,
+    ):
+        super().__init__()
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augment = augment
+        self.map_fn = map_fn
+        self.max_batches = max_batches
+        self.endless = endless
+        self.multiple = multiple
+        self._pass = -1
+        self._order = None
+
+    def _copy(self, **changes):
+        kwargs = dict(
+            images=self.images, labels=self.labels,
+            batch_size=self.batch_size, seed=self.seed, augment=self.augment,
+            map_fn=self.map_fn, max_batches=self.max_batches,
+            endless=self.endless, multiple=self.multiple,
+        )
+        return ArrayBatches(**{**kwargs, **changes})
+
+    def take(self, count):
+        """The first `count` batches of each pass."""
+        return self._copy(max_batches=min(count, self._batches_per_pass()))
+
+    def repeat(self):
+        """An endless stream of passes."""
+        return self._copy(endless=True)
+
+    def _batches_per_pass(self):
+        full = -(-len(self.images) // self.batch_size)
+        return full if self.max_batches is None else self.max_batches
+
+    @property
+    def num_batches(self):
+        return None if self.endless else self._batches_per_pass()
+
+    def __getitem__(self, index):
+        per_pass = self._batches_per_pass()
+        if not self.endless and index >= per_pass:
+            raise IndexError(f"batch {index} of {per_pass}")
+        step = index % per_pass
+        if step == 0 or self._order is None:
+            # A new pass over the data: a new permutation.
+            self._pass += 1
+            self._order = (
+                None if self.seed is None
+                else np.random.default_rng([self.seed, self._pass])
+                .permutation(len(self.images))
+            )
+        start = step * self.batch_size
+        size = min(self.batch_size, len(self.images) - start)
+        if size > self.multiple:
+            size -= size % self.multiple
+        rows = slice(start, start + size)
+        if self._order is None:
+            images, labels = self.images[rows], self.labels[rows]
+        else:
+            chosen = self._order[rows]
+            images, labels = self.images[chosen], self.labels[chosen]
+        images = images.astype(np.float32) / np.float32(255.0)
+        labels = labels.astype(np.int32)
+        if self.augment is not None:
+            images, labels = self.augment(images, labels)
+        if self.map_fn is not None:
+            return self.map_fn(images, labels)
+        return images, labels
+
+    def as_numpy_iterator(self):
+        """Iterates over one pass, as `tf.data.Dataset` does."""
+        return iter(self)
+
+
+def _numpy_image_data(
+    name, batch_size, data_dir, seed, map_fn, augment, limit_train, multiple
+):
+    x_train, y_train, x_test, y_test, source = _load_arrays(name, data_dir)
+    if limit_train:
+        x_train, y_train = x_train[:limit_train], y_train[:limit_train]
+    names = (
+        [str(i) for i in range(10)] if name == "digits" else CLASS_NAMES[name]
+    )
+    return ImageData(
+        train=ArrayBatches(
+            x_train, y_train, batch_size, seed=seed, augment=augment,
+            map_fn=map_fn, multiple=multiple,
+        ),
+        test=ArrayBatches(
+            x_test, y_test, batch_size, map_fn=map_fn, multiple=multiple
+        ),
+        num_classes=len(names),
+        input_shape=tuple(int(d) for d in x_train.shape[1:]),
+        num_train=len(x_train),
+        num_test=len(x_test),
+        class_names=names,
+        source=source,
+        name=name,
+    )
 
 
 def load_image_data(
@@ -235,13 +518,19 @@ def load_image_data(
     augment=None,
     shuffle_buffer=None,
     limit_train=None,
+    batch_multiple=1,
 ):
-    """Loads an image-classification dataset as batched `tf.data` pipelines.
+    """Loads an image-classification dataset as batched pipelines.
 
     Images come as float32 in [0, 1] of shape `(H, W, C)`, labels as int32
     scalars. The training split is cached, shuffled (reshuffled every
     epoch), optionally augmented, mapped and batched by the *global* batch
-    size; the test split is mapped and batched. Both are prefetched.
+    size; the test split is mapped and batched. On the TensorFlow backend
+    both are prefetched `tf.data` pipelines and `map_fn` / `augment` see one
+    example at a time; on the other backends they are `ArrayBatches`
+    (`keras.utils.PyDataset`, no TensorFlow imported), `map_fn` / `augment`
+    see NumPy batches, and each pass is a full permutation of the split
+    (`shuffle_buffer` is a `tf.data` setting).
 
     Args:
         name: `"mnist"`, `"fashion_mnist"`, `"cifar10"` (tensorflow-datasets,
@@ -261,12 +550,13 @@ def load_image_data(
         shuffle_buffer: Shuffle buffer size; defaults to the whole split.
         limit_train: Optional number of training examples to keep (for
             smoke tests and quick runs).
+        batch_multiple: Non-TensorFlow backends: cut every batch down to a
+            multiple of this (the data-parallel device count; a short last
+            batch loses at most `batch_multiple - 1` examples).
 
     Returns:
         An `ImageData`.
     """
-    import tensorflow as tf
-
     name = resolve_dataset(name, data_dir)
     if name not in DATASETS:
         raise ValueError(
@@ -287,6 +577,13 @@ def load_image_data(
             "`data_dir` must be an existing folder. "
             f"Received: data_dir={data_dir!r}"
         )
+    if keras.backend.backend() != "tensorflow":
+        return _numpy_image_data(
+            name, batch_size, data_dir, seed, map_fn, augment, limit_train,
+            batch_multiple,
+        )
+    import tensorflow as tf
+
     if name == "digits":
         splits, counts, num_classes, names, source, shape = _load_digits()
     else:
@@ -335,6 +632,6 @@ def numpy_split(data, split="test"):
     dataset = getattr(data, split)
     xs, ys = [], []
     for x, y in dataset.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
     return np.concatenate(xs), np.concatenate(ys)

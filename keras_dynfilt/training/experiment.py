@@ -1,6 +1,18 @@
-"""The command line and the run record shared by every example script."""
+"""The command line and the run record shared by every example script.
+
+The same flags work on every Keras backend. On TensorFlow, `--strategy`
+builds a `tf.distribute` strategy and `--jit-compile true` under several
+replicas compiles the per-replica step with XLA (`replica_jit`). On JAX,
+`--strategy mirrored` (and `auto` with several accelerators) is Keras's own
+`keras.distribution.DataParallel` over the visible devices, and
+`--jit-compile` is `model.compile(jit_compile=...)`, i.e. `jax.jit`. On
+PyTorch only the default (one device) exists; `--jit-compile true` is
+Keras's `torch.compile`.
+"""
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -58,7 +70,8 @@ def example_argument_parser(
         "--cpu-replicas",
         type=int,
         default=0,
-        help="split the CPU into this many logical devices (0: leave as is)",
+        help="split the CPU into this many logical devices (0: leave as is; "
+        "on JAX only before JAX starts its runtime)",
     )
     parser.add_argument(
         "--jit-compile",
@@ -70,7 +83,9 @@ def example_argument_parser(
     parser.add_argument(
         "--deterministic",
         action="store_true",
-        help="tf.config.experimental.enable_op_determinism()",
+        help="deterministic ops (TensorFlow: enable_op_determinism; "
+        "PyTorch: use_deterministic_algorithms; JAX on GPU: "
+        "--xla_gpu_deterministic_ops)",
     )
     parser.add_argument(
         "--output-dir", default=output_dir or os.path.join("runs", "latest")
@@ -112,7 +127,104 @@ def cpu_mirrored_strategy(devices=None):
     )
 
 
+class SingleDevice:
+    """No distribution (JAX, PyTorch): `scope()` does nothing."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def _make_distribution(name):
+    """`--strategy` on JAX and PyTorch: `keras.distribution` or none."""
+    backend = keras.backend.backend()
+    if name == "multi_worker":
+        raise ValueError(
+            "`--strategy multi_worker` is TensorFlow's "
+            "MultiWorkerMirroredStrategy; the "
+            f"{backend} backend has no such strategy here. Use 'mirrored' "
+            "(JAX: keras.distribution.DataParallel) or 'default'. "
+            "Received: strategy='multi_worker'"
+        )
+    if name == "default":
+        return SingleDevice()
+    if backend != "jax":
+        if name == "mirrored":
+            raise ValueError(
+                "`--strategy mirrored` needs the TensorFlow backend "
+                "(MirroredStrategy) or JAX (keras.distribution.DataParallel); "
+                f"the {backend} backend has neither. Received: "
+                "strategy='mirrored'"
+            )
+        return SingleDevice()
+    devices = keras.distribution.list_devices()
+    if name == "auto" and (
+        len(devices) < 2 or all(d.startswith("cpu") for d in devices)
+    ):
+        # As on TensorFlow: distribute by default over accelerators only.
+        return SingleDevice()
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def _num_replicas(strategy):
+    if isinstance(strategy, keras.distribution.DataParallel):
+        return int(np.prod(strategy.device_mesh.shape))
+    return strategy.num_replicas_in_sync
+
+
+def _set_cpu_devices(count):
+    """JAX: `count` CPU devices, if its runtime has not started yet."""
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        # Already started (e.g. XLA_FLAGS configured the devices early).
+        pass
+
+
+def _backend_versions():
+    """Versions of the installed backends, without importing any."""
+    versions = {}
+    for package, dists in (
+        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+        ("jax", ("jax",)),
+        ("torch", ("torch",)),
+    ):
+        module = sys.modules.get(package)
+        versions[package] = getattr(module, "__version__", None)
+        for dist in dists:
+            if versions[package]:
+                break
+            try:
+                versions[package] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    return versions
+
+
+def _devices():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices()]
+    if backend == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return ["cpu"] + [f"cuda:{i}" for i in range(count)]
+    return []
+
+
 def _make_strategy(name):
+    if keras.backend.backend() != "tensorflow":
+        return _make_distribution(name)
     import tensorflow as tf
 
     if name == "default":
@@ -172,9 +284,8 @@ class ExperimentRun:
     """
 
     def __init__(self, args):
-        import tensorflow as tf
-
         self.args = args
+        self.backend = keras.backend.backend()
         self.start_time = time.perf_counter()
         for flag in ("epochs", "batch_size"):
             value = getattr(args, flag)
@@ -183,7 +294,11 @@ class ExperimentRun:
                     f"`--{flag.replace('_', '-')}` must be a positive "
                     f"integer. Received: {value}"
                 )
-        if args.cpu_replicas and args.cpu_replicas > 1:
+        if self.backend == "jax" and args.cpu_replicas > 1:
+            _set_cpu_devices(args.cpu_replicas)
+        if self.backend == "tensorflow" and args.cpu_replicas > 1:
+            import tensorflow as tf
+
             cpus = tf.config.list_physical_devices("CPU")
             try:
                 tf.config.set_logical_device_configuration(
@@ -196,11 +311,18 @@ class ExperimentRun:
                 pass
         keras.utils.set_random_seed(args.seed)
         if args.deterministic:
-            tf.config.experimental.enable_op_determinism()
+            _enable_determinism(self.backend)
         if args.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         self.strategy = _make_strategy(args.strategy)
-        self.num_replicas = self.strategy.num_replicas_in_sync
+        self.num_replicas = _num_replicas(self.strategy)
+        if self.backend == "jax":
+            # fit/evaluate run outside `strategy.scope()`: the distribution
+            # is global for the run; `finish` clears it.
+            keras.distribution.set_distribution(
+                None if isinstance(self.strategy, SingleDevice)
+                else self.strategy
+            )
         self.jit_compile = {"auto": "auto", "true": True, "false": False}[
             args.jit_compile
         ]
@@ -229,6 +351,11 @@ class ExperimentRun:
             map_fn=map_fn,
             augment=augment,
             limit_train=self.args.limit_train,
+            **(
+                {}
+                if self.backend == "tensorflow"
+                else {"batch_multiple": self.num_replicas}
+            ),
         )
         return self.data
 
@@ -239,7 +366,13 @@ class ExperimentRun:
         per-replica step is compiled with XLA and the all-reduce runs outside
         it (`keras_dynfilt.training.compile_replica_jit`); Keras alone fails
         there (keras-team/keras#19005). Call it under `strategy.scope()`.
+        On JAX and PyTorch it is `model.compile(jit_compile=...)`: the
+        backend's own jit (`jax.jit`, `torch.compile`).
         """
+        if self.backend != "tensorflow":
+            model.compile(jit_compile=self.jit_compile, **compile_kwargs)
+            self.model = model
+            return model
         from keras_dynfilt.training.replica_jit import compile_replica_jit
 
         compile_replica_jit(
@@ -254,8 +387,6 @@ class ExperimentRun:
 
     def describe(self):
         """Versions, devices and strategy, as recorded in `results.json`."""
-        import tensorflow as tf
-
         import keras_dynfilt
 
         model = self.model
@@ -263,12 +394,12 @@ class ExperimentRun:
             "versions": {
                 "keras_dynfilt": keras_dynfilt.__version__,
                 "keras": keras.__version__,
-                "tensorflow": tf.__version__,
+                **_backend_versions(),
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },
             "backend": keras.backend.backend(),
-            "devices": [d.name for d in tf.config.list_logical_devices()],
+            "devices": _devices(),
             "strategy": type(self.strategy).__name__,
             "num_replicas": self.num_replicas,
             "jit_compile": {
@@ -284,6 +415,8 @@ class ExperimentRun:
     def finish(self, history=None, test_metrics=None, extra=None, plot=True):
         """Writes `results.json` (and the learning-curve PNG); returns it."""
         wall = time.perf_counter() - self.start_time
+        if self.backend == "jax":
+            keras.distribution.set_distribution(None)
         hist = (
             {}
             if history is None
@@ -332,6 +465,25 @@ class ExperimentRun:
                     os.path.join(self.args.output_dir, "learning_curves.png"),
                 )
         return results
+
+
+def _enable_determinism(backend):
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+    elif backend == "jax":
+        # XLA on CPU is deterministic; on GPU the flag must be there before
+        # JAX starts (it is read once).
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (
+                flags + " --xla_gpu_deterministic_ops=true"
+            ).strip()
 
 
 def _json_default(value):

@@ -7,7 +7,6 @@ from keras_dynfilt.training import DEBIAN_FASHION_MNIST
 from tests import scripts
 
 pytestmark = [
-    pytest.mark.tensorflow,
     pytest.mark.slow,
     pytest.mark.skipif(
         not os.path.isdir(DEBIAN_FASHION_MNIST),

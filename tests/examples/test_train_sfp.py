@@ -4,10 +4,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.tensorflow
-pytest.importorskip("tensorflow")
-
-from tests.scripts import load_script  # noqa: E402
+from tests.scripts import load_script
 
 
 def test_train_sfp_smoke(tmp_path):

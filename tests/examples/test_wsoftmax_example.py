@@ -12,15 +12,17 @@ def load_script():
     return scripts.load_script("examples/wsoftmax/train.py")
 
 
-@pytest.mark.tensorflow
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [
         ["--head", "softmax"],
         ["--head", "wsoftmax", "--alpha", "1.5", "--softmax-epochs", "1"],
-        ["--head", "wsoftmax", "--alpha", "1.0", "--softmax-epochs", "1",
-         "--strategy", "mirrored", "--jit-compile", "true"],
+        pytest.param(
+            ["--head", "wsoftmax", "--alpha", "1.0", "--softmax-epochs", "1",
+             "--strategy", "mirrored", "--jit-compile", "true"],
+            marks=pytest.mark.tensorflow,
+        ),
     ],
 )
 def test_example_smoke_run(tmp_path, flags):
@@ -42,7 +44,6 @@ def test_example_smoke_run(tmp_path, flags):
     assert results["test"]["accuracy"] == saved["test"]["accuracy"]
 
 
-@pytest.mark.tensorflow  # the example imports keras_dynfilt.training
 def test_positive_target_head_matches_wsoftmax_where_target_is_positive():
     script = load_script()
     rng = np.random.default_rng(0)

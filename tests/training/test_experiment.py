@@ -1,11 +1,9 @@
 import json
 
+import keras
 import pytest
 
-pytestmark = pytest.mark.tensorflow
-pytest.importorskip("tensorflow")
-
-from keras_dynfilt import training  # noqa: E402
+from keras_dynfilt import training
 
 
 def _args(*extra):
@@ -40,11 +38,21 @@ def test_invalid_flags(tmp_path, flags, match):
         training.ExperimentRun(args)
 
 
+@pytest.mark.tensorflow
 def test_multi_worker_without_tf_config(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     args = _args("--strategy", "multi_worker")
     args.output_dir = str(tmp_path)
     with pytest.raises(ValueError, match=r"TF_CONFIG.*multi_worker"):
+        training.ExperimentRun(args)
+
+
+def test_multi_worker_is_tensorflow_only(tmp_path):
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow has MultiWorkerMirroredStrategy")
+    args = _args("--strategy", "multi_worker")
+    args.output_dir = str(tmp_path)
+    with pytest.raises(ValueError, match=r"multi_worker.*TensorFlow"):
         training.ExperimentRun(args)
 
 
@@ -57,6 +65,8 @@ def test_finish_without_training_writes_results(tmp_path):
     assert on_disk["note"] == "nothing trained"
     assert on_disk["arguments"]["dataset"] == "digits"
     assert results["num_replicas"] == 1
+    assert results["backend"] == keras.backend.backend()
+    assert on_disk["versions"][keras.backend.backend()]
     assert not (tmp_path / "learning_curves.png").exists()
 
 
