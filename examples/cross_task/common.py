@@ -211,3 +211,73 @@ def versions():
         "scikit_learn": sklearn.__version__,
         "python": platform.python_version(),
     }
+
+
+def add_common_flags(parser):
+    """Flags shared by transfer.py and prune.py (besides the harness's)."""
+    parser.add_argument("--primary", required=True,
+                        help="the trained primary network (.keras) from "
+                        "train_primary.py")
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help=f"comma-separated, of {TASKS}")
+    parser.add_argument("--partitions", default="0,1,2",
+                        help="seeds of the random satellite partitions")
+    parser.add_argument("--satellite-size", type=int, default=3000,
+                        help="images per satellite task (digits: at most "
+                        "1797)")
+    return parser
+
+
+def load_setup(args):
+    """The primary network and the pool of images it never saw."""
+    model = keras.saving.load_model(args.primary, safe_mode=True)
+    if args.dataset == "digits":
+        # Smoke runs: a primary network trained on digits; the satellite
+        # pool is then the digits themselves, upsampled.
+        x, y = digits_images(model.input_shape[1])
+        pool = (x, y)
+    else:
+        _, _, pool = fashion_mnist(args.data_dir)
+    tasks = [t for t in args.tasks.split(",") if t]
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"`--tasks`: unknown task {t!r}; one of {TASKS}")
+    partitions = [int(s) for s in args.partitions.split(",") if s != ""]
+    return model, pool, tasks, partitions
+
+
+def frozen_base(model):
+    """The primary network's convolutional part (up to its Flatten or global
+    pooling), frozen: the body of the transfer-learning baseline."""
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Flatten,
+                              keras.layers.GlobalAveragePooling2D)):
+            base = keras.Model(model.inputs[0], layer.output,
+                               name="frozen_convs")
+            base.trainable = False
+            return base
+    raise ValueError(f"{model.name} has no Flatten / global pooling layer")
+
+
+def summarize(values):
+    values = np.asarray([v for v in values if v is not None], np.float64)
+    if not len(values):
+        return None
+    return {"mean": float(values.mean()), "std": float(values.std()),
+            "n": int(len(values))}
+
+
+def write_json(path, results):
+    import json
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

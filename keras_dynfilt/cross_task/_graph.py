@@ -94,13 +94,14 @@ def probe_points(model, layers=None):
         tensor, point = node.output_tensors[0], name
         if is_producer(node.operation):
             while id(tensor) not in outputs:
-                next_nodes = readers.get(id(tensor), [])
-                if len(next_nodes) != 1 or len(next_nodes[0].input_tensors) != 1:
+                followers = readers.get(id(tensor), [])
+                if len(followers) != 1 or len(followers[0].input_tensors) != 1:
                     break
-                follower = next_nodes[0]
+                follower = followers[0]
                 if not _is_elementwise(follower.operation):
                     break
-                tensor, point = follower.output_tensors[0], follower.operation.name
+                tensor = follower.output_tensors[0]
+                point = follower.operation.name
         shape = tuple(tensor.shape)
         if len(shape) < 2 or not shape[-1]:
             raise ValueError(

@@ -48,28 +48,28 @@ class PooledActivations:
         )
 
 
-def _as_batches(data, batch_size):
-    """Yields `(x, y_or_None)` batches from arrays, tuples or datasets."""
+def _numpy_inputs(data):
+    """`(x, y_or_None)` for NumPy inputs, None for iterables of batches."""
     if isinstance(data, dict):
         raise TypeError(
             "`data` must be an array, an `(x, y)` tuple of arrays, or an "
             "iterable of batches (a `tf.data.Dataset`). Received: a dict"
         )
-    if isinstance(data, np.ndarray) or (
-        isinstance(data, tuple) and data and isinstance(data[0], np.ndarray)
-    ):
-        x, y = (data, None) if isinstance(data, np.ndarray) else data[:2]
+    if isinstance(data, np.ndarray):
+        return data, None
+    if isinstance(data, tuple) and data and isinstance(data[0], np.ndarray):
+        x, y = data[0], (data[1] if len(data) > 1 else None)
         if y is not None and len(y) != len(x):
             raise ValueError(
                 "`data`'s images and labels must have the same length. "
                 f"Received: {len(x)} images and {len(y)} labels"
             )
-        step = batch_size or 64
-        for start in range(0, len(x), step):
-            yield x[start:start + step], (
-                None if y is None else np.asarray(y[start:start + step])
-            )
-        return
+        return x, y
+    return None
+
+
+def _as_batches(data, batch_size):
+    """Yields `(x, y_or_None)` batches from an iterable of batches."""
     if batch_size is not None:
         raise ValueError(
             "`batch_size` is for NumPy inputs; a dataset is batched already. "
@@ -87,6 +87,16 @@ def _as_batches(data, batch_size):
 def collect(feature_model, data, batch_size=None):
     """Runs `feature_model` (dict outputs) over `data`; returns
     `(features, labels)`."""
+    arrays = _numpy_inputs(data)
+    if arrays is not None:
+        x, y = arrays
+        if not len(x):
+            raise ValueError("`data` is empty.")
+        out = feature_model.predict(x, batch_size=batch_size or 64,
+                                    verbose=0)
+        return {name: np.asarray(keras.ops.convert_to_numpy(v), np.float32)
+                for name, v in out.items()}, (
+                    None if y is None else np.asarray(y))
     parts, labels, have_labels = {}, [], None
     for x, y in _as_batches(data, batch_size):
         out = feature_model.predict_on_batch(x)

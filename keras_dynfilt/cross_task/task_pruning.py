@@ -284,7 +284,8 @@ def prune_for_task(model, curves, threshold=0.01, layer=None,
     original = {op.name for op in graph_of(model)._operations}
     removed_layers = [
         op.name for op in graph_of(model)._operations
-        if op.name not in remaining and not isinstance(op, keras.layers.InputLayer)
+        if op.name not in remaining
+        and not isinstance(op, keras.layers.InputLayer)
     ]
     widths = {}
     for op in graph_of(truncated)._operations:
