@@ -152,11 +152,11 @@ def main(argv=None):
                          "transfer_learning": tl,
                          "sizes": [len(task.x_train), len(task.x_val),
                                    len(task.x_test)]})
+            ratio = tl["seconds"] / reg["seconds"]
             print(f"{name} partition {seed}: probe {reg['best_layer']} "
                   f"{reg['test_accuracy']:.4f} in {reg['seconds']:.1f}s; "
                   f"transfer learning {tl['test_accuracy']:.4f} in "
-                  f"{tl['seconds']:.1f}s ({tl['seconds'] / reg['seconds']:.1f}x)",
-                  flush=True)
+                  f"{tl['seconds']:.1f}s ({ratio:.1f}x)", flush=True)
         results[name] = {
             "kind": common.TASK_KIND[name],
             "runs": runs,
