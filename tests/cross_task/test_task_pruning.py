@@ -76,7 +76,7 @@ def test_vgg_keeps_knee_filters_and_drops_the_top(vgg):
 
 
 def test_light_cnn_mfm_channel_keeps_both_producer_filters():
-    model = light_cnn((16, 16, 1), 4, width_multiplier=0.25)
+    model = light_cnn((8, 8, 1), 4, width_multiplier=0.25)
     drop = {"conv1_conv": [0, 5, 7], "group1_a_conv": [2]}
     pruned = cross_task.prune_for_task(
         model, curves_for(model, drop), layer="group1_b_conv")
@@ -116,8 +116,7 @@ def test_resnet20_option_a_streams_keep_or_drop_whole_units():
         5: "kept by another probe of the same coupled unit"}
     assert 5 in pruned.kept["stage1_block2_conv2"]
     assert 3 not in pruned.kept["conv1"]
-    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
-    assert pruned.model.predict(x, verbose=0).shape == (2, 1)
+    assert pruned.model.output_shape == (None, 1)
 
 
 def test_channels_the_engine_holds_fixed_are_reported():
