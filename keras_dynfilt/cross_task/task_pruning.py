@@ -34,7 +34,8 @@ class TaskPruning:
         widths: Dict `{layer: (filters before, filters after)}` of the
             producers of the truncated network.
         removed_layers: Layers of the original model above `best_layer`
-            (cut with the truncation), in graph order.
+            (cut with the truncation), in graph order (`table()` lists
+            those with weights).
         cost_before: `ModelCost` of the whole original model.
         cost_after: `ModelCost` of `model`.
         head: Name of the head's Dense layer; `pool`: of its pooling layer
@@ -43,7 +44,7 @@ class TaskPruning:
 
     def __init__(self, model, best_layer, threshold, knees, kept, held,
                  widths, removed_layers, cost_before, cost_after, head,
-                 pool, channels):
+                 pool, channels, removed_with_weights=()):
         self.model = model
         self.best_layer = best_layer
         self.threshold = threshold
@@ -57,6 +58,7 @@ class TaskPruning:
         self.head = head
         self.pool = pool
         self._channels = channels
+        self._removed_with_weights = list(removed_with_weights)
 
     @property
     def size_reduction(self):
@@ -77,7 +79,7 @@ class TaskPruning:
                 name, "" if channels is None else str(channels),
                 str(len(self.kept[name])) if name in self.kept else "",
                 str(before), str(after)))
-        for name in self.removed_layers:
+        for name in self._removed_with_weights:
             rows.append((name, "", "", "", "removed"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.rjust(w) if i else c.ljust(w)
@@ -282,11 +284,12 @@ def prune_for_task(model, curves, threshold=0.01, layer=None,
     if refit is not None:
         refit_head(small, head_name, refit, task, batch_size)
     original = {op.name for op in graph_of(model)._operations}
-    removed_layers = [
-        op.name for op in graph_of(model)._operations
+    removed_ops = [
+        op for op in graph_of(model)._operations
         if op.name not in remaining
         and not isinstance(op, keras.layers.InputLayer)
     ]
+    removed_layers = [op.name for op in removed_ops]
     widths = {}
     for op in graph_of(truncated)._operations:
         if op.name in original and _width(op) is not None and op.weights:
@@ -294,4 +297,5 @@ def prune_for_task(model, curves, threshold=0.01, layer=None,
     return TaskPruning(
         small, layer, threshold, knees, kept, held, widths, removed_layers,
         model_cost(model), model_cost(small), head_name, pool_name, channels,
+        [op.name for op in removed_ops if getattr(op, "weights", None)],
     )
