@@ -49,6 +49,14 @@ def plot_characteristic_curves(curves, path, knees=None, title=None):
                     color=line.get_color(), ms=6,
                     label=f"{name} knee t={knee.threshold:g}"
                     if len(curves) == 1 else None)
+    if knees is not None and len(curves) > 1:
+        # One legend entry per marker: which threshold it is.
+        thresholds = sorted({k.threshold for v in knees.values() for k in (
+            [v] if isinstance(v, KneePoint) else v)}, reverse=True) if (
+            isinstance(knees, dict)) else list(knees)
+        for i, t in enumerate(thresholds):
+            ax.plot([], [], markers[i % len(markers)], color="gray",
+                    label=f"knee t={t:g}")
     ax.set_xlabel("number of filters (non-zero lasso coefficients)")
     ax.set_ylabel("validation RMSE")
     ax.grid(alpha=0.3)
