@@ -129,7 +129,8 @@ def refit_head(model, head, data, task, batch_size=None):
     """Refits the linear head of a task network on its own pooled features.
 
     Least squares for continuous, binary and ordinal tasks; a multinomial
-    logistic regression (logits) for categorical ones.
+    logistic regression (L2, `C=1`, on standardised features, folded into
+    the head: logits) for categorical ones.
     """
     linear_model = sklearn_module("linear_model")
     layer = model.get_layer(head)
@@ -144,9 +145,15 @@ def refit_head(model, head, data, task, batch_size=None):
             "`refit`'s images and labels must have the same length. "
             f"Received: {len(features)} and {len(y)}")
     if task == "categorical":
+        # On standardised features (as `linear_transfer`), folded back into
+        # the head: the L2 penalty then does not depend on feature scales.
+        mean = features.mean(axis=0)
+        scale = features.std(axis=0)
+        scale[scale == 0] = 1.0
         fit = linear_model.LogisticRegression(max_iter=2000).fit(
-            features, np.asarray(y).astype(int))
-        w, b = fit.coef_.T, fit.intercept_
+            (features - mean) / scale, np.asarray(y).astype(int))
+        w = fit.coef_.T / scale[:, None]
+        b = fit.intercept_ - mean @ w
         if w.shape[1] == 1:  # two classes: one logit -> two
             w, b = np.concatenate([-w, w], 1) / 2, np.array([-b[0], b[0]]) / 2
     else:

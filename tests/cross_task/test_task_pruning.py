@@ -179,6 +179,32 @@ def test_two_channel_task_prunes_to_them_with_an_ols_head(two_channel_task):
         curves["conv"].predict(pooled[350:], index), rtol=1e-4, atol=1e-5)
 
 
+def test_categorical_refit_is_a_standardised_logistic_regression(
+        two_channel_task):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model, _, x, y, pooled = two_channel_task
+    labels = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    one_hot = np.eye(3)[labels]
+    curve = cross_task.characteristic_curve(
+        pooled[:350], one_hot[:350], pooled[350:], one_hot[350:],
+        n_lambdas=30)
+    pruned = cross_task.prune_for_task(
+        model, {"conv": curve}, task="categorical",
+        refit=(x[:350], labels[:350]))
+    kept = pruned.kept["conv"]
+    assert pruned.model.output_shape == (None, 3)
+    reference = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        pooled[:350][:, kept], labels[:350])
+    np.testing.assert_allclose(
+        pruned.model.predict(x[350:], verbose=0),
+        reference.decision_function(pooled[350:][:, kept]),
+        rtol=1e-3, atol=1e-3)
+
+
 def test_keras_round_trip_safe_mode(two_channel_task, tmp_path):
     model, curves, x, y, _ = two_channel_task
     pruned = cross_task.prune_for_task(model, curves, threshold=0.1)
