@@ -12,20 +12,20 @@ is fitted, matplotlib (the `plot` extra) only when plotting; importing
 `keras_dynfilt` does not import this package.
 """
 
-from keras_dynfilt.cross_task.characteristic_curve import (
+from keras_dynfilt.cross_task.activations import (
+    PooledActivations,
+    pooled_activations,
+)
+from keras_dynfilt.cross_task.curves import (
     CharacteristicCurve,
     characteristic_curve,
 )
-from keras_dynfilt.cross_task.knee_point import KneePoint, knee_point
-from keras_dynfilt.cross_task.linear_transfer import (
+from keras_dynfilt.cross_task.knee import KneePoint, knee_point
+from keras_dynfilt.cross_task.plotting import plot_characteristic_curves
+from keras_dynfilt.cross_task.probes import (
     TransferResult,
     best_threshold,
     linear_transfer,
-)
-from keras_dynfilt.cross_task.plotting import plot_characteristic_curves
-from keras_dynfilt.cross_task.pooled_activations import (
-    PooledActivations,
-    pooled_activations,
 )
 from keras_dynfilt.cross_task.task_pruning import (
     TaskPruning,

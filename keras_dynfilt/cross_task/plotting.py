@@ -1,6 +1,6 @@
 """Plots of characteristic curves (paper 001, Figs. 7-8)."""
 
-from keras_dynfilt.cross_task.knee_point import KneePoint
+from keras_dynfilt.cross_task.knee import KneePoint
 
 
 def plot_characteristic_curves(curves, path, knees=None, title=None):

@@ -8,8 +8,8 @@ import numpy as np
 from keras_dynfilt.cross_task._graph import pooled, probe_points, unique_name
 from keras_dynfilt.cross_task._sklearn import sklearn_module
 from keras_dynfilt.cross_task._validation import check_task, check_threshold
-from keras_dynfilt.cross_task.characteristic_curve import CharacteristicCurve
-from keras_dynfilt.cross_task.pooled_activations import collect
+from keras_dynfilt.cross_task.activations import collect
+from keras_dynfilt.cross_task.curves import CharacteristicCurve
 from keras_dynfilt.pruning import analyze, compact, model_cost
 from keras_dynfilt.pruning.graph import graph_of
 

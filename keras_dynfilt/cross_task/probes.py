@@ -11,7 +11,7 @@ from keras_dynfilt.cross_task._validation import (
     check_same_length,
     check_task,
 )
-from keras_dynfilt.cross_task.pooled_activations import PooledActivations
+from keras_dynfilt.cross_task.activations import PooledActivations
 
 
 class TransferResult:
@@ -170,7 +170,7 @@ def linear_transfer(train, val, task, test=None, layers=None, bins=None,
 
     >>> result = keras_dynfilt.cross_task.linear_transfer(
     ...     train_acts, val_acts, "binary", test=test_acts)
-    >>> result.best_layer, result.scores[result.best_layer]["test"]
+    >>> print(result.best_layer, result.table("test"))
     """
     check_task(task)
     linear_model = sklearn_module("linear_model")

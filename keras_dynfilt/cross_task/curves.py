@@ -10,7 +10,7 @@ from keras_dynfilt.cross_task._validation import (
     check_matrix,
     check_same_length,
 )
-from keras_dynfilt.cross_task.knee_point import KneePoint, knee_point
+from keras_dynfilt.cross_task.knee import KneePoint, knee_point
 
 
 class CharacteristicCurve:
