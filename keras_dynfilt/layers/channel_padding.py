@@ -63,6 +63,10 @@ class ChannelPadding(keras.layers.Layer):
                 "ChannelPadding expects an input of rank >= 2. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        # Later calls must match what the layer was built for.
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape), axes={-1: input_shape[-1]}
+        )
 
     def call(self, inputs):
         rank = len(inputs.shape)

@@ -1,7 +1,15 @@
 import keras
 from keras import ops
 
-from keras_dynfilt._validation import check_positive_int
+from keras_dynfilt._validation import (
+    check_bool,
+    check_float_inputs,
+    check_positive_int,
+    get_activation,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
+)
 
 _IMPLEMENTATIONS = ("auto", "mix", "patches")
 
@@ -149,7 +157,12 @@ class FilterGenerator(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(
+            activity_regularizer=get_regularizer(
+                activity_regularizer, "activity_regularizer"
+            ),
+            **kwargs,
+        )
         self.filters = check_positive_int(filters, "filters")
         self.kernel_size = _normalize_tuple(kernel_size, "kernel_size")
         self.repository_size = check_positive_int(
@@ -172,33 +185,30 @@ class FilterGenerator(keras.layers.Layer):
                 f"Received: implementation={implementation!r}"
             )
         self.implementation = implementation
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.use_coefficient_bias = bool(use_coefficient_bias)
-        self.repository_initializer = keras.initializers.get(
-            repository_initializer
+        self.activation = get_activation(activation, "activation")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.use_coefficient_bias = check_bool(
+            use_coefficient_bias, "use_coefficient_bias"
         )
-        self.coefficient_initializer = keras.initializers.get(
-            coefficient_initializer
-        )
-        self.coefficient_bias_initializer = keras.initializers.get(
-            coefficient_bias_initializer
-        )
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.repository_regularizer = keras.regularizers.get(
-            repository_regularizer
-        )
-        self.coefficient_regularizer = keras.regularizers.get(
-            coefficient_regularizer
-        )
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.repository_constraint = keras.constraints.get(
-            repository_constraint
-        )
-        self.coefficient_constraint = keras.constraints.get(
-            coefficient_constraint
-        )
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        for argument, value, get in (
+            ("repository_initializer", repository_initializer,
+             get_initializer),
+            ("coefficient_initializer", coefficient_initializer,
+             get_initializer),
+            ("coefficient_bias_initializer", coefficient_bias_initializer,
+             get_initializer),
+            ("bias_initializer", bias_initializer, get_initializer),
+            ("repository_regularizer", repository_regularizer,
+             get_regularizer),
+            ("coefficient_regularizer", coefficient_regularizer,
+             get_regularizer),
+            ("bias_regularizer", bias_regularizer, get_regularizer),
+            ("repository_constraint", repository_constraint, get_constraint),
+            ("coefficient_constraint", coefficient_constraint,
+             get_constraint),
+            ("bias_constraint", bias_constraint, get_constraint),
+        ):
+            setattr(self, argument, get(value, argument))
 
     # -- shapes -----------------------------------------------------------
     def _split_shapes(self, input_shape):
@@ -266,6 +276,11 @@ class FilterGenerator(keras.layers.Layer):
                 f", dilation_rate={self.dilation_rate}"
             )
         in_channels = x_shape[-1]
+        # Later calls must match what the layer was built for.
+        self.input_spec = [
+            keras.layers.InputSpec(ndim=4, axes={-1: in_channels}),
+            keras.layers.InputSpec(ndim=2, axes={-1: z_shape[-1]}),
+        ]
         self.repository = self.add_weight(
             name="repository",
             shape=(*self.kernel_size, in_channels, self.repository_size),
@@ -413,6 +428,7 @@ class FilterGenerator(keras.layers.Layer):
     def call(self, inputs):
         x, z = inputs
         self._split_shapes([tuple(x.shape), tuple(z.shape)])
+        check_float_inputs(self, inputs)
         coefficients = self.compute_coefficients(z)
         repository = ops.cast(self.repository, self.compute_dtype)
         static_size = x.shape[1] is not None and x.shape[2] is not None

@@ -84,6 +84,10 @@ class MFM(keras.layers.Layer):
                 f"Received: {channels} channels, axis={self.axis}, "
                 f"input_shape={tuple(input_shape)}"
             )
+        # Later calls must match what the layer was built for.
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape), axes={self.axis: channels}
+        )
 
     def call(self, inputs):
         first, second = ops.split(inputs, 2, axis=self.axis)

@@ -1,6 +1,12 @@
 import keras
 
-from keras_dynfilt._validation import check_image_shape
+from keras_dynfilt._validation import (
+    check_bool,
+    check_float,
+    check_image_shape,
+    check_name,
+    check_positive_int,
+)
 from keras_dynfilt.layers.cross_stitch import CrossStitch
 from keras_dynfilt.layers.nddr import DEFAULT_WEIGHT_DECAY, NDDR
 from keras_dynfilt.optimizers.lr_multiplier import set_lr_multiplier
@@ -46,6 +52,16 @@ def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
             "`num_convs` must be a positive integer. "
             f"Received: num_convs={num_convs!r}"
         )
+    for size in (
+        kernel_size if isinstance(kernel_size, (tuple, list)) else [kernel_size]
+    ):
+        check_positive_int(size, "kernel_size")
+    check_bool(pool, "pool")
+    check_bool(batch_norm, "batch_norm")
+    check_float(
+        batch_norm_momentum, "batch_norm_momentum", 0.0, 1.0, max_open=True
+    )
+    check_name(name)
 
     def factory(task):
         suffix = "shared" if task is None else f"task{task}"
@@ -165,6 +181,32 @@ def nddr_network(
             f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}"
         )
     input_shape = check_image_shape(input_shape)
+    check_bool(shortcut, "shortcut")
+    check_name(name)
+    for argument, value in (
+        ("stages", stages), ("heads", heads), ("task_names", task_names)
+    ):
+        if value is not None and (
+            isinstance(value, (str, bytes, dict))
+            or not hasattr(value, "__iter__")
+        ):
+            raise TypeError(
+                f"`{argument}` must be a list. Received: {argument}={value!r}"
+            )
+    for argument, value in (
+        ("nddr_kwargs", nddr_kwargs),
+        ("cross_stitch_kwargs", cross_stitch_kwargs),
+    ):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(
+                f"`{argument}` must be None or a dict of layer arguments. "
+                f"Received: {argument}={value!r}"
+            )
+    if shortcut_lr_multiplier is not None:
+        check_float(
+            shortcut_lr_multiplier, "shortcut_lr_multiplier", 0.0,
+            min_open=True,
+        )
     stages = list(stages)
     if not stages or not all(callable(s) for s in stages):
         raise ValueError(

@@ -1,6 +1,11 @@
 import keras
 
-from keras_dynfilt._validation import check_image_shape, check_num_classes
+from keras_dynfilt._validation import (
+    check_float,
+    check_image_shape,
+    check_name,
+    check_num_classes,
+)
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 
 
@@ -77,12 +82,16 @@ def resnet_cifar(
             "`depth` must be an integer 6n + 2 >= 8 (e.g. 20, 32, 56, 110). "
             f"Received: depth={depth!r}"
         )
-    if shortcut not in ("A", "B"):
+    if not isinstance(shortcut, str) or shortcut not in ("A", "B"):
         raise ValueError(
             f"`shortcut` must be 'A' or 'B'. Received: shortcut={shortcut!r}"
         )
     num_classes = check_num_classes(num_classes)
     input_shape = check_image_shape(input_shape)
+    weight_decay = check_float(
+        weight_decay, "weight_decay", 0.0, allow_none=True
+    )
+    check_name(name)
     blocks = (depth - 2) // 6
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _conv(16, 1, "conv1", weight_decay)(inputs)
