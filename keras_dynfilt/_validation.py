@@ -28,9 +28,9 @@ def check_positive_int(value, name):
 
 def check_num_classes(num_classes):
     """Raises unless `num_classes` is an integer >= 2; returns it as int."""
-    if not _is_int(num_classes) or num_classes < 2:
+    if not _is_int(num_classes) or not 2 <= num_classes <= MAX_SIZE:
         raise ValueError(
-            "`num_classes` must be an integer >= 2. "
+            f"`num_classes` must be an integer >= 2 (at most {MAX_SIZE}). "
             f"Received: num_classes={num_classes!r}"
         )
     return int(num_classes)

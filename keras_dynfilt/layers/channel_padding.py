@@ -46,6 +46,8 @@ class ChannelPadding(keras.layers.Layer):
             or len(padding) != 2
             or any(
                 isinstance(p, bool) or not isinstance(p, int) or p < 0
+                # Beyond int32 no tensor can hold the padded channels.
+                or p > 2**31 - 1
                 for p in padding
             )
         ):

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_dynfilt._validation import (
+    MAX_SIZE,
     check_bool,
     check_float_inputs,
     check_positive_int,
@@ -21,7 +22,7 @@ def _normalize_tuple(value, name):
         or not isinstance(pair, (tuple, list))
         or len(pair) != 2
         or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
-        or any(v < 1 for v in pair)
+        or any(v < 1 or v > MAX_SIZE for v in pair)
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a tuple of 2 positive "

@@ -43,6 +43,10 @@ class MFM(keras.layers.Layer):
                 "`axis` must be an integer. "
                 f"Received: axis={axis!r} of type {type(axis).__name__}"
             )
+        if axis == 0:
+            raise ValueError(
+                "`axis` cannot be the batch axis. Received: axis=0"
+            )
         self.axis = axis
         self.supports_masking = True
 

@@ -76,10 +76,12 @@ def resnet_cifar(
         isinstance(depth, bool)
         or not isinstance(depth, int)
         or depth < 8
+        or depth > 6 * 1000 + 2
         or (depth - 2) % 6
     ):
         raise ValueError(
-            "`depth` must be an integer 6n + 2 >= 8 (e.g. 20, 32, 56, 110). "
+            "`depth` must be an integer 6n + 2 in [8, 6002] (e.g. 20, 32, 56, "
+            "110). "
             f"Received: depth={depth!r}"
         )
     if not isinstance(shortcut, str) or shortcut not in ("A", "B"):
