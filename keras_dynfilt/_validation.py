@@ -45,7 +45,7 @@ def check_image_shape(input_shape):
     if (
         shape is None
         or len(shape) != 3
-        or any(not _is_int(d) or d < 1 for d in shape)
+        or any(not _is_int(d) or not 1 <= d <= MAX_SIZE for d in shape)
     ):
         raise ValueError(
             "`input_shape` must be (height, width, channels) with positive "

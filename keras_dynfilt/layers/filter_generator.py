@@ -255,6 +255,17 @@ class FilterGenerator(keras.layers.Layer):
             )
         )
 
+    def _check_output_size(self, x_shape):
+        out_h, out_w = self._output_spatial(x_shape[1], x_shape[2])
+        if (out_h is not None and out_h < 1) or (
+            out_w is not None and out_w < 1
+        ):
+            raise ValueError(
+                "`x` is smaller than the dilated kernel with padding='valid'. "
+                f"Received: x.shape={x_shape}, kernel_size={self.kernel_size}"
+                f", dilation_rate={self.dilation_rate}"
+            )
+
     def build(self, input_shape):
         x_shape, z_shape = self._split_shapes(input_shape)
         if x_shape[-1] is None:
@@ -267,15 +278,7 @@ class FilterGenerator(keras.layers.Layer):
                 "The feature dimension of `z` must be defined. "
                 f"Received: z.shape={z_shape}"
             )
-        out_h, out_w = self._output_spatial(x_shape[1], x_shape[2])
-        if (out_h is not None and out_h < 1) or (
-            out_w is not None and out_w < 1
-        ):
-            raise ValueError(
-                "`x` is smaller than the dilated kernel with padding='valid'. "
-                f"Received: x.shape={x_shape}, kernel_size={self.kernel_size}"
-                f", dilation_rate={self.dilation_rate}"
-            )
+        self._check_output_size(x_shape)
         in_channels = x_shape[-1]
         # Later calls must match what the layer was built for.
         self.input_spec = [
@@ -429,6 +432,7 @@ class FilterGenerator(keras.layers.Layer):
     def call(self, inputs):
         x, z = inputs
         self._split_shapes([tuple(x.shape), tuple(z.shape)])
+        self._check_output_size(tuple(x.shape))
         check_float_inputs(self, inputs)
         coefficients = self.compute_coefficients(z)
         repository = ops.cast(self.repository, self.compute_dtype)

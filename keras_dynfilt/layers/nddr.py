@@ -117,7 +117,9 @@ def check_task_inputs(layer, inputs, same_channels=False):
     """Call-time checks of the K task tensors that `InputSpec` cannot make:
     the same batch size and spatial size across inputs, float dtypes."""
     check_task_shapes(
-        type(layer).__name__, [tuple(x.shape) for x in inputs], same_channels
+        f"{type(layer).__name__} {layer.name!r}",
+        [tuple(x.shape) for x in inputs],
+        same_channels,
     )
     check_same_batch(layer, inputs)
     check_float_inputs(layer, inputs)

@@ -38,20 +38,8 @@ def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
     Returns:
         A callable `factory(task) -> keras.Sequential`.
     """
-    if isinstance(filters, bool) or not isinstance(filters, int) or (
-        filters < 1
-    ):
-        raise ValueError(
-            "`filters` must be a positive integer. "
-            f"Received: filters={filters!r}"
-        )
-    if isinstance(num_convs, bool) or not isinstance(num_convs, int) or (
-        num_convs < 1
-    ):
-        raise ValueError(
-            "`num_convs` must be a positive integer. "
-            f"Received: num_convs={num_convs!r}"
-        )
+    check_positive_int(filters, "filters")
+    check_positive_int(num_convs, "num_convs")
     for size in (
         kernel_size if isinstance(kernel_size, (tuple, list)) else [kernel_size]
     ):
@@ -186,9 +174,10 @@ def nddr_network(
     for argument, value in (
         ("stages", stages), ("heads", heads), ("task_names", task_names)
     ):
-        if value is not None and (
-            isinstance(value, (str, bytes, dict))
-            or not hasattr(value, "__iter__")
+        if value is None and argument == "task_names":
+            continue
+        if isinstance(value, (str, bytes, dict)) or not hasattr(
+            value, "__iter__"
         ):
             raise TypeError(
                 f"`{argument}` must be a list. Received: {argument}={value!r}"
@@ -202,6 +191,17 @@ def nddr_network(
                 f"`{argument}` must be None or a dict of layer arguments. "
                 f"Received: {argument}={value!r}"
             )
+    for argument, value, layer_cls in (
+        ("nddr_kwargs", nddr_kwargs, NDDR),
+        ("cross_stitch_kwargs", cross_stitch_kwargs, CrossStitch),
+    ):
+        try:
+            layer_cls(**(value or {}))
+        except (ValueError, TypeError) as error:
+            raise type(error)(
+                f"`{argument}` are not valid {layer_cls.__name__} "
+                f"arguments: {error}"
+            ) from None
     if shortcut_lr_multiplier is not None:
         check_float(
             shortcut_lr_multiplier, "shortcut_lr_multiplier", 0.0,
@@ -314,7 +314,9 @@ def _shortcuts(stage_outputs, channels, lr_multiplier, momentum, num_tasks):
         channels = [x.shape[-1] for x in last]
     elif isinstance(channels, int) and not isinstance(channels, bool):
         channels = [channels] * num_tasks
-    channels = list(channels)
+    channels = (
+        list(channels) if isinstance(channels, (list, tuple)) else [channels]
+    )
     if len(channels) != num_tasks or any(
         isinstance(c, bool) or not isinstance(c, int) or c < 1
         for c in channels

@@ -99,7 +99,7 @@ def check_table(entry, table, **fixed):
     )
 
 
-def _rejection_problem(fn, name, *args, **kwargs):
+def _rejection_problem(fn, name, /, *args, **kwargs):
     try:
         fn(*args, **kwargs)
     except (ValueError, TypeError) as error:
@@ -119,7 +119,7 @@ def count(*tables):
     return sum(len(v) for table in tables for v in table.values())
 
 
-def assert_rejects(fn, name, *args, **kwargs):
+def assert_rejects(fn, name, /, *args, **kwargs):
     """`fn(*args, **kwargs)` raises ValueError/TypeError naming `name`."""
     with pytest.raises((ValueError, TypeError)) as info:
         fn(*args, **kwargs)
