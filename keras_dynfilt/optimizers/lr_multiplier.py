@@ -62,7 +62,8 @@ def set_lr_multiplier(target, multiplier):
         if not target.built:
             raise ValueError(
                 "`set_lr_multiplier` needs a built layer (its variables must "
-                f"exist). Received: layer {target.name!r} that is not built"
+                f"exist). Received: target=layer {target.name!r} that is not "
+                "built"
             )
         variables = list(target.trainable_variables)
     elif isinstance(target, keras.Variable):
@@ -148,6 +149,8 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
                 f"inner_optimizer={inner_optimizer.name!r}"
             )
         try:
+            if inner_optimizer is None:
+                raise ValueError("None is not an optimizer")
             inner_optimizer = keras.optimizers.get(inner_optimizer)
         except (ValueError, TypeError) as error:
             raise ValueError(
