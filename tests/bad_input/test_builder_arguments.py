@@ -11,7 +11,6 @@ from keras_dynfilt.models import (
     resnet_cifar,
 )
 from tests.bad_input.table import (
-    HUGE_FLOAT,
     HUGE_INT,
     INF,
     NAN,
@@ -156,6 +155,8 @@ def test_shortcut_channels_bad_values():
 
 
 def test_valid_arguments_still_build():
-    for entry in (_resnet, _light_cnn, _nddr_network):
-        entry()
-    assert HUGE_FLOAT > 3.4e38
+    # The positive control, on the cheapest builder (tests/models build the
+    # others with these defaults).
+    model = _nddr_network()
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 3)] * 2
+    assert callable(_conv_stage())
