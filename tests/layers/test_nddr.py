@@ -232,8 +232,8 @@ def test_bad_init_raises():
 @pytest.mark.parametrize("kwargs, match", [
     ({"batch_norm_momentum": 1.0}, r"`batch_norm_momentum` must be .*\[0, 1\)"),
     ({"batch_norm_momentum": -0.5}, r"batch_norm_momentum=-0.5"),
-    ({"batch_norm_epsilon": 0}, r"`batch_norm_epsilon` must be positive|"
-                                r"`batch_norm_epsilon` must be a finite positive"),
+    ({"batch_norm_epsilon": 0},
+     r"`batch_norm_epsilon` must be a finite positive number.*=0"),
     ({"lr_multiplier": 0}, r"`lr_multiplier` must be a finite positive.*=0"),
     ({"lr_multiplier": float("inf")}, r"lr_multiplier=inf"),
 ])
