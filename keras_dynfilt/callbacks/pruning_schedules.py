@@ -14,6 +14,8 @@ import numbers
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_float
+
 
 def _as_step(step):
     return int(np.asarray(keras.ops.convert_to_numpy(step)).reshape(()))
@@ -159,14 +161,7 @@ class PolynomialDecay(PruningSchedule):
             "initial_sparsity", initial_sparsity
         )
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        if (
-            isinstance(power, bool)
-            or not isinstance(power, numbers.Real)
-            or power <= 0
-        ):
-            raise ValueError(
-                f"`power` must be a positive number. Received: power={power!r}"
-            )
+        check_float(power, "power", 0.0, min_open=True)
         self.power = power
         self._check_steps(begin_step, end_step, frequency, open_end=False)
 

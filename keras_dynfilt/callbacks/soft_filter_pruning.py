@@ -338,6 +338,22 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 f"`exclude`={self.exclude}. Groups: "
                 f"{[g.name for g in groups]}"
             )
+        if self.schedule is None:
+            too_small = [
+                f"{g.name} ({g.size} units)"
+                for g, r in selected
+                if pruned_count(g.size, self._rate(r, None)) == 0
+                and self._rate(r, None) > 0
+            ]
+            if too_small:
+                warnings.warn(
+                    "SoftFilterPruning: at the given `pruning_rate` these "
+                    "groups are too small to lose a filter "
+                    "(floor(size * rate) == 0), so they are never pruned: "
+                    + ", ".join(too_small),
+                    UserWarning,
+                    stacklevel=3,
+                )
         return selected
 
     # -- masking ------------------------------------------------------------
@@ -374,6 +390,12 @@ class SoftFilterPruning(keras.callbacks.Callback):
                         f"`criterion` must return one score per filter "
                         f"({group.size} for group {group.name!r}). Received: "
                         f"{scores.shape[0]} scores"
+                    )
+                if not np.all(np.isfinite(scores)):
+                    raise ValueError(
+                        "`criterion` returned non-finite scores (NaN or inf) "
+                        f"for group {group.name!r}, so the ranking would be "
+                        f"arbitrary. Received: scores={scores}"
                     )
                 keep[np.argsort(scores, kind="stable")[:n]] = False
             if final:

@@ -45,6 +45,8 @@ class ChannelPadding(keras.layers.Layer):
             or len(padding) != 2
             or any(
                 isinstance(p, bool) or not isinstance(p, int) or p < 0
+                # Beyond int32 no tensor can hold the padded channels.
+                or p > 2**31 - 1
                 for p in padding
             )
         ):
@@ -62,6 +64,10 @@ class ChannelPadding(keras.layers.Layer):
                 "ChannelPadding expects an input of rank >= 2. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        # Later calls must match what the layer was built for.
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape), axes={-1: input_shape[-1]}
+        )
 
     def call(self, inputs):
         rank = len(inputs.shape)

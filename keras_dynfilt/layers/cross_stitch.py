@@ -2,10 +2,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_dynfilt._validation import check_bool
 from keras_dynfilt.layers.nddr import (
     check_lr_multiplier,
     check_mixing_weight,
+    check_task_inputs,
     check_task_shapes,
+    task_input_specs,
 )
 from keras_dynfilt.optimizers.lr_multiplier import set_lr_multiplier
 
@@ -67,12 +70,7 @@ class CrossStitch(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(per_channel, bool):
-            raise ValueError(
-                "`per_channel` must be a boolean. "
-                f"Received: per_channel={per_channel!r}"
-            )
-        self.per_channel = per_channel
+        self.per_channel = check_bool(per_channel, "per_channel")
         self.alpha = check_mixing_weight(alpha, "alpha")
         self.beta = check_mixing_weight(beta, "beta")
         if self.alpha == 0 and self.beta == 0:
@@ -85,6 +83,8 @@ class CrossStitch(keras.layers.Layer):
     def build(self, input_shape):
         shapes = check_task_shapes("CrossStitch", input_shape, True)
         num_tasks, channels = len(shapes), shapes[0][-1]
+        # Later calls must match what the layer was built for.
+        self.input_spec = task_input_specs(shapes)
         # kernel[j, k]: the weight of input j in output k.
         value = np.full((num_tasks, num_tasks), self.beta)
         np.fill_diagonal(value, self.alpha)
@@ -102,6 +102,7 @@ class CrossStitch(keras.layers.Layer):
         set_lr_multiplier(self.kernel, self.lr_multiplier)
 
     def call(self, inputs):
+        check_task_inputs(self, inputs, same_channels=True)
         # K is small: K^2 scaled additions beat stacking into one tensor.
         kernel = ops.cast(self.kernel, self.compute_dtype)
         if not self.per_channel:

@@ -1,6 +1,15 @@
 import keras
 from keras import ops
 
+from keras_dynfilt._validation import (
+    check_float,
+    check_float_inputs,
+    check_int,
+    check_positive_int,
+    get_initializer,
+    get_regularizer,
+)
+
 
 def _axis_schedule(size):
     """(kernel, stride) of the strided stages for one axis, then the last
@@ -95,42 +104,20 @@ class DimensionReduction(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(
-                f"`units` must be a positive integer. Received: units={units!r}"
-            )
-        if filters is not None and (
-            isinstance(filters, bool) or not isinstance(filters, int)
-            or filters < 1
-        ):
-            raise ValueError(
-                "`filters` must be None or a positive integer. "
-                f"Received: filters={filters!r}"
-            )
-        if (
-            isinstance(negative_slope, bool)
-            or not isinstance(negative_slope, (int, float))
-            or negative_slope < 0
-        ):
-            raise ValueError(
-                "`negative_slope` must be a number >= 0. "
-                f"Received: negative_slope={negative_slope!r}"
-            )
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0 <= momentum < 1
-        ):
-            raise ValueError(
-                "`momentum` must be a number in [0, 1). "
-                f"Received: momentum={momentum!r}"
-            )
-        self.units = units
-        self.filters = filters
-        self.momentum = float(momentum)
-        self.negative_slope = float(negative_slope)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.units = check_positive_int(units, "units")
+        self.filters = check_int(filters, "filters", 1, allow_none=True)
+        self.momentum = check_float(
+            momentum, "momentum", 0.0, 1.0, max_open=True
+        )
+        self.negative_slope = check_float(
+            negative_slope, "negative_slope", 0.0
+        )
+        self.kernel_initializer = get_initializer(
+            kernel_initializer, "kernel_initializer"
+        )
+        self.kernel_regularizer = get_regularizer(
+            kernel_regularizer, "kernel_regularizer"
+        )
 
     def _conv_block(self, filters, kernel, strides, padding, name):
         common = {"dtype": self.dtype_policy}
@@ -161,6 +148,10 @@ class DimensionReduction(keras.layers.Layer):
                 "channels) with known height, width and channels. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        # The stages follow from the size: later calls must match it.
+        self.input_spec = keras.layers.InputSpec(
+            shape=(None,) + tuple(input_shape[1:])
+        )
         filters = self.filters or input_shape[-1]
         strides, final_kernel = reduction_schedule(*input_shape[1:3])
         self.blocks = []
@@ -188,6 +179,7 @@ class DimensionReduction(keras.layers.Layer):
         self.dense.build((shape[0], filters))
 
     def call(self, inputs, training=None):
+        check_float_inputs(self, inputs)
         x = inputs
         for layer in self.blocks:
             if isinstance(layer, keras.layers.BatchNormalization):

@@ -1,7 +1,16 @@
 import keras
 from keras import ops
 
-from keras_dynfilt._validation import check_positive_int
+from keras_dynfilt._validation import (
+    MAX_SIZE,
+    check_bool,
+    check_float_inputs,
+    check_positive_int,
+    get_activation,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
+)
 
 _IMPLEMENTATIONS = ("auto", "mix", "patches")
 
@@ -13,7 +22,7 @@ def _normalize_tuple(value, name):
         or not isinstance(pair, (tuple, list))
         or len(pair) != 2
         or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
-        or any(v < 1 for v in pair)
+        or any(v < 1 or v > MAX_SIZE for v in pair)
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a tuple of 2 positive "
@@ -149,7 +158,12 @@ class FilterGenerator(keras.layers.Layer):
         bias_constraint=None,
         **kwargs,
     ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(
+            activity_regularizer=get_regularizer(
+                activity_regularizer, "activity_regularizer"
+            ),
+            **kwargs,
+        )
         self.filters = check_positive_int(filters, "filters")
         self.kernel_size = _normalize_tuple(kernel_size, "kernel_size")
         self.repository_size = check_positive_int(
@@ -172,33 +186,30 @@ class FilterGenerator(keras.layers.Layer):
                 f"Received: implementation={implementation!r}"
             )
         self.implementation = implementation
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.use_coefficient_bias = bool(use_coefficient_bias)
-        self.repository_initializer = keras.initializers.get(
-            repository_initializer
+        self.activation = get_activation(activation, "activation")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.use_coefficient_bias = check_bool(
+            use_coefficient_bias, "use_coefficient_bias"
         )
-        self.coefficient_initializer = keras.initializers.get(
-            coefficient_initializer
-        )
-        self.coefficient_bias_initializer = keras.initializers.get(
-            coefficient_bias_initializer
-        )
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.repository_regularizer = keras.regularizers.get(
-            repository_regularizer
-        )
-        self.coefficient_regularizer = keras.regularizers.get(
-            coefficient_regularizer
-        )
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.repository_constraint = keras.constraints.get(
-            repository_constraint
-        )
-        self.coefficient_constraint = keras.constraints.get(
-            coefficient_constraint
-        )
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        for argument, value, get in (
+            ("repository_initializer", repository_initializer,
+             get_initializer),
+            ("coefficient_initializer", coefficient_initializer,
+             get_initializer),
+            ("coefficient_bias_initializer", coefficient_bias_initializer,
+             get_initializer),
+            ("bias_initializer", bias_initializer, get_initializer),
+            ("repository_regularizer", repository_regularizer,
+             get_regularizer),
+            ("coefficient_regularizer", coefficient_regularizer,
+             get_regularizer),
+            ("bias_regularizer", bias_regularizer, get_regularizer),
+            ("repository_constraint", repository_constraint, get_constraint),
+            ("coefficient_constraint", coefficient_constraint,
+             get_constraint),
+            ("bias_constraint", bias_constraint, get_constraint),
+        ):
+            setattr(self, argument, get(value, argument))
 
     # -- shapes -----------------------------------------------------------
     def _split_shapes(self, input_shape):
@@ -244,6 +255,17 @@ class FilterGenerator(keras.layers.Layer):
             )
         )
 
+    def _check_output_size(self, x_shape):
+        out_h, out_w = self._output_spatial(x_shape[1], x_shape[2])
+        if (out_h is not None and out_h < 1) or (
+            out_w is not None and out_w < 1
+        ):
+            raise ValueError(
+                "`x` is smaller than the dilated kernel with padding='valid'. "
+                f"Received: x.shape={x_shape}, kernel_size={self.kernel_size}"
+                f", dilation_rate={self.dilation_rate}"
+            )
+
     def build(self, input_shape):
         x_shape, z_shape = self._split_shapes(input_shape)
         if x_shape[-1] is None:
@@ -256,16 +278,13 @@ class FilterGenerator(keras.layers.Layer):
                 "The feature dimension of `z` must be defined. "
                 f"Received: z.shape={z_shape}"
             )
-        out_h, out_w = self._output_spatial(x_shape[1], x_shape[2])
-        if (out_h is not None and out_h < 1) or (
-            out_w is not None and out_w < 1
-        ):
-            raise ValueError(
-                "`x` is smaller than the dilated kernel with padding='valid'. "
-                f"Received: x.shape={x_shape}, kernel_size={self.kernel_size}"
-                f", dilation_rate={self.dilation_rate}"
-            )
+        self._check_output_size(x_shape)
         in_channels = x_shape[-1]
+        # Later calls must match what the layer was built for.
+        self.input_spec = [
+            keras.layers.InputSpec(ndim=4, axes={-1: in_channels}),
+            keras.layers.InputSpec(ndim=2, axes={-1: z_shape[-1]}),
+        ]
         self.repository = self.add_weight(
             name="repository",
             shape=(*self.kernel_size, in_channels, self.repository_size),
@@ -413,6 +432,8 @@ class FilterGenerator(keras.layers.Layer):
     def call(self, inputs):
         x, z = inputs
         self._split_shapes([tuple(x.shape), tuple(z.shape)])
+        self._check_output_size(tuple(x.shape))
+        check_float_inputs(self, inputs)
         coefficients = self.compute_coefficients(z)
         repository = ops.cast(self.repository, self.compute_dtype)
         static_size = x.shape[1] is not None and x.shape[2] is not None

@@ -42,6 +42,10 @@ class MFM(keras.layers.Layer):
                 "`axis` must be an integer. "
                 f"Received: axis={axis!r} of type {type(axis).__name__}"
             )
+        if axis == 0:
+            raise ValueError(
+                "`axis` cannot be the batch axis. Received: axis=0"
+            )
         self.axis = axis
         self.supports_masking = True
 
@@ -83,6 +87,10 @@ class MFM(keras.layers.Layer):
                 f"Received: {channels} channels, axis={self.axis}, "
                 f"input_shape={tuple(input_shape)}"
             )
+        # Later calls must match what the layer was built for.
+        self.input_spec = keras.layers.InputSpec(
+            ndim=len(input_shape), axes={self.axis: channels}
+        )
 
     def call(self, inputs):
         first, second = ops.split(inputs, 2, axis=self.axis)

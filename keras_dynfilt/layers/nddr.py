@@ -4,6 +4,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_dynfilt._validation import (
+    FLOAT32_MAX,
+    check_bool,
+    check_float,
+    check_float_inputs,
+    check_same_batch,
+    get_activation,
+    get_regularizer,
+)
 from keras_dynfilt.optimizers.lr_multiplier import set_lr_multiplier
 
 # The reference code's weight decay 5e-4 is TensorFlow's `5e-4 * l2_loss(W)`
@@ -88,12 +97,32 @@ def check_lr_multiplier(value):
         or not isinstance(value, (int, float, np.floating, np.integer))
         or not math.isfinite(value)
         or value <= 0
+        or value > FLOAT32_MAX
     ):
         raise ValueError(
-            "`lr_multiplier` must be a finite positive number. "
-            f"Received: lr_multiplier={value!r}"
+            "`lr_multiplier` must be a finite positive number (within "
+            f"float32's range). Received: lr_multiplier={value!r}"
         )
     return float(value)
+
+
+def task_input_specs(shapes):
+    """One `InputSpec` per task input: its rank and channel count."""
+    return [
+        keras.layers.InputSpec(ndim=len(s), axes={-1: s[-1]}) for s in shapes
+    ]
+
+
+def check_task_inputs(layer, inputs, same_channels=False):
+    """Call-time checks of the K task tensors that `InputSpec` cannot make:
+    the same batch size and spatial size across inputs, float dtypes."""
+    check_task_shapes(
+        f"{type(layer).__name__} {layer.name!r}",
+        [tuple(x.shape) for x in inputs],
+        same_channels,
+    )
+    check_same_batch(layer, inputs)
+    check_float_inputs(layer, inputs)
 
 
 def diagonal_nddr_kernel(channels, task, alpha, beta):
@@ -243,40 +272,21 @@ class NDDR(keras.layers.Layer):
                 "initialisation (the kernels would start at zero). "
                 f"Received: alpha={alpha!r}, beta={beta!r}"
             )
-        self.activation = keras.activations.get(activation)
-        if not isinstance(use_batch_norm, bool):
-            raise ValueError(
-                "`use_batch_norm` must be a boolean. "
-                f"Received: use_batch_norm={use_batch_norm!r}"
-            )
-        self.use_batch_norm = use_batch_norm
-        if (
-            isinstance(batch_norm_momentum, bool)
-            or not isinstance(batch_norm_momentum, (int, float))
-            or not 0.0 <= batch_norm_momentum < 1.0
-        ):
-            raise ValueError(
-                "`batch_norm_momentum` must be a number in [0, 1). "
-                f"Received: batch_norm_momentum={batch_norm_momentum!r}"
-            )
-        self.batch_norm_momentum = float(batch_norm_momentum)
-        if (
-            isinstance(batch_norm_epsilon, bool)
-            or not isinstance(batch_norm_epsilon, (int, float))
-            or not batch_norm_epsilon > 0
-        ):
-            raise ValueError(
-                "`batch_norm_epsilon` must be a positive number. "
-                f"Received: batch_norm_epsilon={batch_norm_epsilon!r}"
-            )
-        self.batch_norm_epsilon = float(batch_norm_epsilon)
-        if not isinstance(batch_norm_synchronized, bool):
-            raise ValueError(
-                "`batch_norm_synchronized` must be a boolean. Received: "
-                f"batch_norm_synchronized={batch_norm_synchronized!r}"
-            )
-        self.batch_norm_synchronized = batch_norm_synchronized
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.activation = get_activation(activation, "activation")
+        self.use_batch_norm = check_bool(use_batch_norm, "use_batch_norm")
+        self.batch_norm_momentum = check_float(
+            batch_norm_momentum, "batch_norm_momentum", 0.0, 1.0,
+            max_open=True,
+        )
+        self.batch_norm_epsilon = check_float(
+            batch_norm_epsilon, "batch_norm_epsilon", 0.0, min_open=True
+        )
+        self.batch_norm_synchronized = check_bool(
+            batch_norm_synchronized, "batch_norm_synchronized"
+        )
+        self.kernel_regularizer = get_regularizer(
+            kernel_regularizer, "kernel_regularizer"
+        )
         self.lr_multiplier = check_lr_multiplier(lr_multiplier)
         self.batch_norm = None
         if use_batch_norm:
@@ -297,6 +307,8 @@ class NDDR(keras.layers.Layer):
         shapes = check_task_shapes("NDDR", input_shape)
         channels = [s[-1] for s in shapes]
         self._channels = channels
+        # Later calls must match what the layer was built for.
+        self.input_spec = task_input_specs(shapes)
         self.kernels = []
         for k, c in enumerate(channels):
             if self.init == "diagonal":
@@ -320,6 +332,7 @@ class NDDR(keras.layers.Layer):
         set_lr_multiplier(self.trainable_variables, self.lr_multiplier)
 
     def call(self, inputs, training=None):
+        check_task_inputs(self, inputs)
         x = ops.concatenate(list(inputs), axis=-1)
         kernel = ops.concatenate(
             [ops.cast(k, self.compute_dtype) for k in self.kernels], axis=-1

@@ -4,7 +4,17 @@ import keras
 import numpy as np
 from keras import constraints, initializers, ops, regularizers
 
-from keras_dynfilt._validation import check_num_classes
+from keras_dynfilt._validation import (
+    FLOAT32_MAX,
+    check_float_inputs,
+    check_num_classes,
+    get_constraint,
+    get_initializer,
+    get_regularizer,
+)
+
+# The biased logits use (1 + alpha)²: it must stay finite in float32.
+_MAX_ALPHA = math.sqrt(FLOAT32_MAX) - 1.0
 
 # Lower bound for squared norms (weight columns and the biased-weight norm).
 _SQUARED_NORM_EPSILON = 1e-12
@@ -136,16 +146,24 @@ class WSoftmaxHead(keras.layers.Layer):
             or not isinstance(alpha, (int, float, np.integer, np.floating))
             or not math.isfinite(alpha)
             or alpha < 0
+            or alpha > _MAX_ALPHA
         ):
             raise ValueError(
-                "`alpha` must be a finite non-negative number. "
+                "`alpha` must be a finite non-negative number with "
+                f"(1 + alpha)² finite in float32 (alpha <= {_MAX_ALPHA:.3g}). "
                 f"Received: alpha={alpha!r}"
             )
         self.num_classes = int(num_classes)
         self.alpha = float(alpha)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.kernel_initializer = get_initializer(
+            kernel_initializer, "kernel_initializer"
+        )
+        self.kernel_regularizer = get_regularizer(
+            kernel_regularizer, "kernel_regularizer"
+        )
+        self.kernel_constraint = get_constraint(
+            kernel_constraint, "kernel_constraint"
+        )
 
     @staticmethod
     def min_feature_dim(num_classes):
@@ -185,6 +203,8 @@ class WSoftmaxHead(keras.layers.Layer):
                 "The last dimension of the WSoftmaxHead features must be "
                 f"defined. Received: features.shape={tuple(input_shape)}"
             )
+        # Later calls must match what the layer was built for.
+        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: dim})
         # Not autocast: the normalisation and logits are float32 maths.
         self.kernel = self.add_weight(
             name="kernel",
@@ -265,6 +285,7 @@ class WSoftmaxHead(keras.layers.Layer):
         return positive
 
     def call(self, features, labels=None, training=None):
+        check_float_inputs(self, features)
         kernel = self._normalized_kernel()
         logits = ops.matmul(ops.cast(features, "float32"), kernel)
         if labels is None or not training:

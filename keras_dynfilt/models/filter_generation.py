@@ -2,7 +2,10 @@ import keras
 import numpy as np
 
 from keras_dynfilt._validation import (
+    check_bool,
+    check_float,
     check_image_shape,
+    check_name,
     check_num_classes,
     check_positive_int,
 )
@@ -130,6 +133,12 @@ def filter_generation_network(
     check_positive_int(encoder_filters, "encoder_filters")
     check_positive_int(repository_size, "repository_size")
     check_positive_int(kernel_size, "kernel_size")
+    check_bool(filter_generation, "filter_generation")
+    check_float(negative_slope, "negative_slope", 0.0)
+    check_float(
+        batch_norm_momentum, "batch_norm_momentum", 0.0, 1.0, max_open=True
+    )
+    check_name(name)
     filters = tuple(filters) if isinstance(filters, (list, tuple)) else filters
     if not isinstance(filters, tuple) or not filters or any(
         isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in filters

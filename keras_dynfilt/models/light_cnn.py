@@ -1,6 +1,12 @@
 import keras
 
-from keras_dynfilt._validation import check_image_shape, check_num_classes
+from keras_dynfilt._validation import (
+    MAX_SIZE,
+    check_float,
+    check_image_shape,
+    check_name,
+    check_num_classes,
+)
 from keras_dynfilt.layers.mfm import MFM
 
 # LightCNN-9 stage widths (output channels after MFM) and the positions of
@@ -65,23 +71,28 @@ def light_cnn(
         >>> model.output_shape
         (None, 10)
     """
-    if str(variant) not in _VARIANTS:
+    if not isinstance(variant, (str, int)) or isinstance(variant, bool) or (
+        str(variant) not in _VARIANTS
+    ):
         raise ValueError(
             f"`variant` must be one of {sorted(_VARIANTS)}. "
             f"Received: variant={variant!r}"
         )
     input_shape = check_image_shape(input_shape)
     num_classes = check_num_classes(num_classes)
-    if not width_multiplier > 0:
-        raise ValueError(
-            "`width_multiplier` must be a positive number. "
-            f"Received: width_multiplier={width_multiplier!r}"
-        )
-    if not 0 <= dropout < 1:
-        raise ValueError(
-            f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
-        )
+    width_multiplier = check_float(
+        width_multiplier, "width_multiplier", 0.0, min_open=True
+    )
+    dropout = check_float(dropout, "dropout", 0.0, 1.0, max_open=True)
+    check_name(name)
     spec = _VARIANTS[str(variant)]
+    widest = 2 * max(spec["fc"], spec["conv1"], *spec["groups"])
+    if widest * width_multiplier > MAX_SIZE:
+        raise ValueError(
+            "`width_multiplier` makes a layer wider than "
+            f"{MAX_SIZE} channels. Received: "
+            f"width_multiplier={width_multiplier!r}"
+        )
 
     def width(channels):
         return max(1, int(round(channels * width_multiplier)))

@@ -1,6 +1,12 @@
 import keras
 
-from keras_dynfilt._validation import check_image_shape
+from keras_dynfilt._validation import (
+    check_bool,
+    check_float,
+    check_image_shape,
+    check_name,
+    check_positive_int,
+)
 from keras_dynfilt.layers.cross_stitch import CrossStitch
 from keras_dynfilt.layers.nddr import DEFAULT_WEIGHT_DECAY, NDDR
 from keras_dynfilt.optimizers.lr_multiplier import set_lr_multiplier
@@ -32,20 +38,18 @@ def conv_stage(filters, num_convs=1, kernel_size=3, pool=True,
     Returns:
         A callable `factory(task) -> keras.Sequential`.
     """
-    if isinstance(filters, bool) or not isinstance(filters, int) or (
-        filters < 1
+    check_positive_int(filters, "filters")
+    check_positive_int(num_convs, "num_convs")
+    for size in (
+        kernel_size if isinstance(kernel_size, (tuple, list)) else [kernel_size]
     ):
-        raise ValueError(
-            "`filters` must be a positive integer. "
-            f"Received: filters={filters!r}"
-        )
-    if isinstance(num_convs, bool) or not isinstance(num_convs, int) or (
-        num_convs < 1
-    ):
-        raise ValueError(
-            "`num_convs` must be a positive integer. "
-            f"Received: num_convs={num_convs!r}"
-        )
+        check_positive_int(size, "kernel_size")
+    check_bool(pool, "pool")
+    check_bool(batch_norm, "batch_norm")
+    check_float(
+        batch_norm_momentum, "batch_norm_momentum", 0.0, 1.0, max_open=True
+    )
+    check_name(name)
 
     def factory(task):
         suffix = "shared" if task is None else f"task{task}"
@@ -165,6 +169,44 @@ def nddr_network(
             f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}"
         )
     input_shape = check_image_shape(input_shape)
+    check_bool(shortcut, "shortcut")
+    check_name(name)
+    for argument, value in (
+        ("stages", stages), ("heads", heads), ("task_names", task_names)
+    ):
+        if value is None and argument == "task_names":
+            continue
+        if isinstance(value, (str, bytes, dict)) or not hasattr(
+            value, "__iter__"
+        ):
+            raise TypeError(
+                f"`{argument}` must be a list. Received: {argument}={value!r}"
+            )
+    for argument, value in (
+        ("nddr_kwargs", nddr_kwargs),
+        ("cross_stitch_kwargs", cross_stitch_kwargs),
+    ):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(
+                f"`{argument}` must be None or a dict of layer arguments. "
+                f"Received: {argument}={value!r}"
+            )
+    for argument, value, layer_cls in (
+        ("nddr_kwargs", nddr_kwargs, NDDR),
+        ("cross_stitch_kwargs", cross_stitch_kwargs, CrossStitch),
+    ):
+        try:
+            layer_cls(**(value or {}))
+        except (ValueError, TypeError) as error:
+            raise type(error)(
+                f"`{argument}` are not valid {layer_cls.__name__} "
+                f"arguments: {error}"
+            ) from None
+    if shortcut_lr_multiplier is not None:
+        check_float(
+            shortcut_lr_multiplier, "shortcut_lr_multiplier", 0.0,
+            min_open=True,
+        )
     stages = list(stages)
     if not stages or not all(callable(s) for s in stages):
         raise ValueError(
@@ -272,7 +314,9 @@ def _shortcuts(stage_outputs, channels, lr_multiplier, momentum, num_tasks):
         channels = [x.shape[-1] for x in last]
     elif isinstance(channels, int) and not isinstance(channels, bool):
         channels = [channels] * num_tasks
-    channels = list(channels)
+    channels = (
+        list(channels) if isinstance(channels, (list, tuple)) else [channels]
+    )
     if len(channels) != num_tasks or any(
         isinstance(c, bool) or not isinstance(c, int) or c < 1
         for c in channels

@@ -1,6 +1,11 @@
 import keras
 
-from keras_dynfilt._validation import check_image_shape, check_num_classes
+from keras_dynfilt._validation import (
+    check_float,
+    check_image_shape,
+    check_name,
+    check_num_classes,
+)
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 
 
@@ -70,18 +75,24 @@ def resnet_cifar(
         isinstance(depth, bool)
         or not isinstance(depth, int)
         or depth < 8
+        or depth > 6 * 1000 + 2
         or (depth - 2) % 6
     ):
         raise ValueError(
-            "`depth` must be an integer 6n + 2 >= 8 (e.g. 20, 32, 56, 110). "
+            "`depth` must be an integer 6n + 2 in [8, 6002] (e.g. 20, 32, 56, "
+            "110). "
             f"Received: depth={depth!r}"
         )
-    if shortcut not in ("A", "B"):
+    if not isinstance(shortcut, str) or shortcut not in ("A", "B"):
         raise ValueError(
             f"`shortcut` must be 'A' or 'B'. Received: shortcut={shortcut!r}"
         )
     num_classes = check_num_classes(num_classes)
     input_shape = check_image_shape(input_shape)
+    weight_decay = check_float(
+        weight_decay, "weight_decay", 0.0, allow_none=True
+    )
+    check_name(name)
     blocks = (depth - 2) // 6
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _conv(16, 1, "conv1", weight_decay)(inputs)

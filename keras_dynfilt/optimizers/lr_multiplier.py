@@ -1,8 +1,11 @@
 import math
 import re
+import warnings
 
 import keras
 from keras import ops
+
+from keras_dynfilt._validation import FLOAT32_MAX
 
 # Name of the attribute a layer sets on its variables to ask for a scaled
 # learning rate (see `set_lr_multiplier`). It lives on the variable object, so
@@ -16,9 +19,12 @@ def _check_multiplier(value, argument):
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or value < 0
+        # A multiplier beyond float32's range makes the step infinite.
+        or value > FLOAT32_MAX
     ):
         raise ValueError(
-            f"`{argument}` must be a finite, non-negative number. "
+            f"`{argument}` must be a finite, non-negative number (at most "
+            f"{FLOAT32_MAX:.4g}, float32's largest). "
             f"Received: {argument}={value!r}"
         )
     return float(value)
@@ -56,7 +62,8 @@ def set_lr_multiplier(target, multiplier):
         if not target.built:
             raise ValueError(
                 "`set_lr_multiplier` needs a built layer (its variables must "
-                f"exist). Received: layer {target.name!r} that is not built"
+                f"exist). Received: target=layer {target.name!r} that is not "
+                "built"
             )
         variables = list(target.trainable_variables)
     elif isinstance(target, keras.Variable):
@@ -145,7 +152,23 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
                 "set them on `inner_optimizer`. "
                 f"Received: {sorted(kwargs)}"
             )
-        inner_optimizer = keras.optimizers.get(inner_optimizer)
+        if isinstance(inner_optimizer, LearningRateMultiplier):
+            raise ValueError(
+                "`inner_optimizer` cannot be another LearningRateMultiplier: "
+                "only one wrapper's multipliers would apply. Merge their "
+                "`multipliers` into one. Received: "
+                f"inner_optimizer={inner_optimizer.name!r}"
+            )
+        try:
+            if inner_optimizer is None:
+                raise ValueError("None is not an optimizer")
+            inner_optimizer = keras.optimizers.get(inner_optimizer)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                "`inner_optimizer` must be a keras.optimizers.Optimizer or "
+                f"its name. Received: inner_optimizer={inner_optimizer!r} "
+                f"({error})"
+            ) from None
         if isinstance(inner_optimizer, keras.optimizers.Ftrl):
             raise ValueError(
                 "`inner_optimizer` cannot be Ftrl: its update is not "
@@ -173,6 +196,12 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
                 "Wrap the optimizers inside it instead, e.g. "
                 "`OptimizerMap(LearningRateMultiplier(SGD()))`. "
                 f"Received: inner_optimizer={inner_optimizer.name!r}"
+            )
+        if multipliers is not None and not isinstance(multipliers, dict):
+            raise TypeError(
+                "`multipliers` must be None or a dict mapping regular "
+                "expressions to multipliers. Received: "
+                f"multipliers={multipliers!r}"
             )
         multipliers = dict(multipliers or {})
         for pattern, value in multipliers.items():
@@ -209,6 +238,21 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         self._variable_multipliers = [self.multiplier_for(v) for v in var_list]
+        paths = [getattr(v, "path", None) or v.name for v in var_list]
+        unused = [
+            p
+            for p in self.multipliers
+            if not any(re.search(p, q) for q in paths)
+        ]
+        if unused:
+            # A typo in a pattern would otherwise train at the base rate.
+            warnings.warn(
+                f"LearningRateMultiplier: the `multipliers` pattern(s) "
+                f"{unused} match no variable; they are ignored. Variable "
+                f"paths: {paths[:10]}{' ...' if len(paths) > 10 else ''}",
+                UserWarning,
+                stacklevel=2,
+            )
         inner = self.inner_optimizer
         if not inner.built:
             inner.build(var_list)

@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_keep_mask
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
@@ -356,6 +357,16 @@ def compact(model, masks=None):
         >>> np.allclose(masked, keras.ops.convert_to_numpy(small(x)), atol=1e-5)
         True
     """
+    if masks is not None and not isinstance(masks, dict):
+        raise TypeError(
+            "`masks` must be a dict mapping layer names or FilterGroups to "
+            f"boolean keep arrays. Received: masks of type "
+            f"{type(masks).__name__}"
+        )
+    for key, keep in (masks or {}).items():
+        # Booleans only: an index array read as a mask removes other filters.
+        where = key.name if isinstance(key, FilterGroup) else key
+        check_keep_mask(keep, None, f"masks[{where!r}]")
     graph = analyze(model)
     if masks is None:
         removed = zero_units(graph)

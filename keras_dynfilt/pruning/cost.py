@@ -20,6 +20,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 
 from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
@@ -53,6 +54,17 @@ def register_layer_cost(layer_cls, fn):
             multiply-adds of one call for one sample; shapes are tuples
             with the batch axis first.
     """
+    if not isinstance(layer_cls, type):
+        # A class name string would never match a layer's exact class.
+        raise TypeError(
+            "`layer_cls` must be a layer class (not its name). "
+            f"Received: layer_cls={layer_cls!r}"
+        )
+    if not callable(fn):
+        raise TypeError(
+            "`fn` must be a callable `fn(layer, input_shapes, output_shapes)"
+            f" -> int`. Received: fn={fn!r} of type {type(fn).__name__}"
+        )
     _COSTS[layer_cls] = fn
     return layer_cls
 
@@ -275,6 +287,30 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
     return [values[id(t)] for t in graph.outputs]
 
 
+def _check_input_shapes(shapes, inputs, input_shape):
+    """`input_shape` may only fill in the model's undefined dimensions."""
+    for shape, x in zip(shapes, inputs):
+        built = tuple(x.shape[1:])
+        if any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer))
+            or d < 1
+            for d in shape
+        ):
+            raise ValueError(
+                "`input_shape` must have positive integer dimensions. "
+                f"Received: input_shape={input_shape!r}"
+            )
+        if len(shape) != len(built) or any(
+            b is not None and b != d for b, d in zip(built, shape)
+        ):
+            raise ValueError(
+                f"`input_shape` {shape} does not fit the model's input "
+                f"{built}: it may only fill in the undefined (None) "
+                "dimensions; the model's weights fix the others (e.g. the "
+                f"channels). Received: input_shape={input_shape!r}"
+            )
+
+
 def model_cost(model, input_shape=None, compacted=False, warn=True):
     """Counts parameters and multiply-adds per layer and in total.
 
@@ -311,6 +347,11 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
         total                              242  7,792  100.0
         MACs: multiply-adds per sample (FLOPs = 2 x MACs).
     """
+    if input_shape is not None and not isinstance(input_shape, (tuple, list)):
+        raise TypeError(
+            "`input_shape` must be None, a tuple of dimensions or a list of "
+            f"tuples. Received: input_shape={input_shape!r}"
+        )
     graph = graph_of(model)
     if input_shape is None:
         shapes = [tuple(x.shape[1:]) for x in graph.inputs]
@@ -326,6 +367,8 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
             f"batch axis) for each of the model's {len(graph.inputs)} "
             f"input(s). Received: input_shape={input_shape!r}"
         )
+    if input_shape is not None:
+        _check_input_shapes(shapes, graph.inputs, input_shape)
     pruned = None
     if compacted:
         pruned_graph = analyze(model)

@@ -17,7 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dynfilt.pruning.graph import _variables
+from keras_dynfilt._validation import check_keep_mask
+from keras_dynfilt.pruning.graph import FilterGroup, _variables
 
 
 def _zero_targets(group):
@@ -78,6 +79,19 @@ def apply_group_mask(group, keep):
         >>> np.abs(kernel).sum(axis=(0, 1, 2)).round(3)[:3] == 0
         array([ True,  True, False])
     """
+    if not isinstance(group, FilterGroup):
+        raise TypeError(
+            "`group` must be a FilterGroup from "
+            "keras_dynfilt.pruning.filter_groups(model). Received: "
+            f"group of type {type(group).__name__}"
+        )
+    keep = check_keep_mask(keep, group.size, "keep")
+    if not keep.any():
+        # compact() refuses a model whose layer lost every channel.
+        raise ValueError(
+            f"`keep` removes every unit of group {group.name!r}; keep at "
+            "least one (a layer cannot lose all its filters)."
+        )
     assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
 
 

@@ -22,11 +22,14 @@ import hashlib
 import os
 import pathlib
 import socket
+import struct
 import tarfile
 import urllib.parse
 
 import keras
 import numpy as np
+
+from keras_dynfilt._validation import check_int, check_positive_int
 
 # Where Debian's `dataset-fashion-mnist` package puts the IDX files.
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -153,6 +156,100 @@ def _local_builder(name, source_dir):
     )
 
 
+# IDX type codes (third byte of the magic number) -> item size in bytes.
+_IDX_ITEM_SIZES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+# The four IDX files of MNIST and Fashion-MNIST, as tfds names them.
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def check_idx_file(path):
+    """Checks an IDX file's header against its size; returns its shape.
+
+    Reads only the header (and, for `.gz` files, the gzip trailer, which
+    stores the uncompressed size), so a truncated or corrupt file under
+    `--data-dir` is reported by name before any pipeline reads it.
+
+    Raises:
+        ValueError: naming the file, when the magic number is not IDX or the
+            size does not match the header.
+    """
+    path = os.fspath(path)
+    compressed = path.endswith(".gz")
+    try:
+        opener = gzip.open if compressed else open
+        with opener(path, "rb") as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or (
+                magic[2] not in _IDX_ITEM_SIZES or magic[3] == 0
+            ):
+                raise ValueError(
+                    f"{path!r} is not an IDX file (magic number "
+                    f"{magic.hex() or 'missing'}; expected 0000 followed by "
+                    "a type code and the number of dimensions)."
+                )
+            ndim = magic[3]
+            header = f.read(4 * ndim)
+            if len(header) < 4 * ndim:
+                raise ValueError(
+                    f"{path!r} is truncated: its IDX header announces "
+                    f"{ndim} dimensions but the file ends before them."
+                )
+            shape = struct.unpack(f">{ndim}I", header)
+        expected = 4 + 4 * ndim + _IDX_ITEM_SIZES[magic[2]] * int(
+            np.prod(shape, dtype=np.int64)
+        )
+        if compressed:
+            with open(path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                # ISIZE: the uncompressed size modulo 2**32.
+                size = struct.unpack("<I", f.read(4))[0]
+            expected %= 2**32
+        else:
+            size = os.path.getsize(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise ValueError(
+            f"{path!r} cannot be read as an IDX file: {error}"
+        ) from None
+    if size != expected:
+        raise ValueError(
+            f"{path!r} is truncated or corrupt: its IDX header announces "
+            f"shape {shape} ({expected} bytes"
+            + (" uncompressed" if compressed else "")
+            + "), but "
+            + (
+                f"its gzip trailer records {size}"
+                if compressed
+                else f"the file holds {size}"
+            )
+            + " bytes."
+        )
+    return shape
+
+
+def _check_idx_dir(data_dir):
+    """Checks the MNIST-style IDX files found in `data_dir`."""
+    counts = {}
+    for stem in IDX_FILES:
+        for candidate in (stem, stem + ".gz"):
+            path = os.path.join(data_dir, candidate)
+            if os.path.isfile(path):
+                counts[stem] = (path, check_idx_file(path)[0])
+                break
+    for split in ("train", "t10k"):
+        images = counts.get(f"{split}-images-idx3-ubyte")
+        labels = counts.get(f"{split}-labels-idx1-ubyte")
+        if images and labels and images[1] != labels[1]:
+            raise ValueError(
+                f"{images[0]!r} holds {images[1]} images but {labels[0]!r} "
+                f"holds {labels[1]} labels."
+            )
+
+
 def _check_online(name):
     if os.environ.get(OFFLINE_ENV):
         raise RuntimeError(
@@ -181,6 +278,17 @@ def _num_examples(info, split, dataset):
         if count < 0:
             count = int(dataset.reduce(0, lambda n, _: n + 1))
         return count
+
+
+def _require_tfds():
+    try:
+        import tensorflow_datasets  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "Loading mnist, fashion_mnist or cifar10 needs "
+            "tensorflow-datasets: pip install 'keras-dynfilt[datasets]' "
+            f"(or use name='digits'). ({error})"
+        ) from error
 
 
 def _load_tfds(name, data_dir):
@@ -557,31 +665,53 @@ def load_image_data(
     Returns:
         An `ImageData`.
     """
+    # Every argument is checked before tf.data or tfds sees it.
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`name` must be a string. Received: name={name!r} of type "
+            f"{type(name).__name__}"
+        )
     name = resolve_dataset(name, data_dir)
     if name not in DATASETS:
         raise ValueError(
             f"`name` must be one of {list(DATASETS) + ['auto']}. "
             f"Received: name={name!r}"
         )
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or (batch_size < 1)
+    check_positive_int(batch_size, "batch_size")
+    check_int(seed, "seed", 0, 2**63 - 1)
+    shuffle_buffer = check_int(
+        shuffle_buffer, "shuffle_buffer", 1, None, allow_none=True
+    )
+    # 0 is not "no limit": it would silently keep the whole split.
+    limit_train = check_int(
+        limit_train, "limit_train", 1, None, allow_none=True
+    )
+    for argument, fn in (("map_fn", map_fn), ("augment", augment)):
+        if fn is not None and not callable(fn):
+            raise TypeError(
+                f"`{argument}` must be None or a callable "
+                f"`fn(image, label)`. Received: {argument}={fn!r}"
+            )
+    if data_dir is not None and (
+        not isinstance(data_dir, (str, os.PathLike))
+        or not os.path.isdir(data_dir)
     ):
-        raise ValueError(
-            "`batch_size` must be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
-    if data_dir is not None and not os.path.isdir(data_dir):
         raise ValueError(
             "`data_dir` must be an existing folder. "
             f"Received: data_dir={data_dir!r}"
         )
+    if name in ("mnist", "fashion_mnist"):
+        folder = data_dir or default_data_dir(name)
+        if folder:
+            _check_idx_dir(folder)
     if keras.backend.backend() != "tensorflow":
         return _numpy_image_data(
             name, batch_size, data_dir, seed, map_fn, augment, limit_train,
             batch_multiple,
         )
+    if name != "digits":
+        _require_tfds()
+
     import tensorflow as tf
 
     if name == "digits":

@@ -620,7 +620,7 @@ def test_criterion_returning_wrong_shape():
          r"`final_sparsity` must be a float"),
         (PolynomialDecay, {"initial_sparsity": 0.0, "final_sparsity": 0.5,
                            "begin_step": 0, "end_step": 3, "power": 0},
-         r"`power` must be a positive number"),
+         r"`power` must be a finite positive number"),
     ],
 )
 def test_schedule_errors(cls, kwargs, match):

@@ -146,9 +146,9 @@ def test_top_level_export():
         ({"units": 2.0}, r"`units` must be a positive integer.*2\.0"),
         ({"units": 2, "filters": 0}, r"`filters` must be None or.*filters=0"),
         ({"units": 2, "negative_slope": -0.1},
-         r"`negative_slope` must be a number >= 0.*-0\.1"),
+         r"`negative_slope` must be a finite non-negative number.*-0\.1"),
         ({"units": 2, "momentum": 1.0},
-         r"`momentum` must be a number in \[0, 1\).*1\.0"),
+         r"`momentum` must be a finite number in \[0, 1\).*1\.0"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, match):

@@ -232,13 +232,20 @@ def test_bad_init_raises():
 @pytest.mark.parametrize("kwargs, match", [
     ({"batch_norm_momentum": 1.0}, r"`batch_norm_momentum` must be .*\[0, 1\)"),
     ({"batch_norm_momentum": -0.5}, r"batch_norm_momentum=-0.5"),
-    ({"batch_norm_epsilon": 0}, r"`batch_norm_epsilon` must be positive|"
-                                r"`batch_norm_epsilon` must be a positive"),
-    ({"use_batch_norm": "yes"}, r"`use_batch_norm` must be a boolean"),
-    ({"batch_norm_synchronized": 1}, r"`batch_norm_synchronized` must be"),
+    ({"batch_norm_epsilon": 0},
+     r"`batch_norm_epsilon` must be a finite positive number.*=0"),
     ({"lr_multiplier": 0}, r"`lr_multiplier` must be a finite positive.*=0"),
     ({"lr_multiplier": float("inf")}, r"lr_multiplier=inf"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
+        NDDR(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"use_batch_norm": "yes"}, r"`use_batch_norm` must be a boolean"),
+    ({"batch_norm_synchronized": 1}, r"`batch_norm_synchronized` must be"),
+])
+def test_non_boolean_flags_are_type_errors(kwargs, match):
+    with pytest.raises(TypeError, match=match):
         NDDR(**kwargs)

@@ -68,11 +68,17 @@ def test_soft_masks_can_be_reapplied_and_regrow():
 
 
 @pytest.mark.parametrize(
-    "keep", [np.ones(3, bool), np.ones((8, 1), bool), np.ones(8, "float32")]
+    "keep, error",
+    [
+        (np.ones(3, bool), ValueError),
+        (np.ones((8, 1), bool), ValueError),
+        (np.ones(8, "float32"), TypeError),
+        (np.arange(8), TypeError),
+    ],
 )
-def test_invalid_keep_raises(keep):
+def test_invalid_keep_raises(keep, error):
     group = filter_groups(residual_model())[0]
-    with pytest.raises(ValueError, match=r"`keep` must be a boolean array of "
+    with pytest.raises(error, match=r"`keep` must be a boolean array of "
                        r"shape \(8,\).*Received"):
         apply_group_mask(group, keep)
 
