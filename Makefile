@@ -5,13 +5,15 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_JAX := .venv-jax
+VENV_TORCH := .venv-torch
 PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv venv-jax data demo test test-jax lint docs clean
+.PHONY: venv venv-jax venv-torch data demo test test-jax test-torch lint docs clean
 
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
+venv-torch: $(VENV_TORCH)/.installed
 
 # tensorflow-model-optimization pins numpy~=1.23 and tf_keras would pull a
 # second TensorFlow: both go in without dependencies (theirs that matter are
@@ -31,6 +33,15 @@ $(VENV_JAX)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(PYTHON) .ci/requirements.py jax sklearn plot dev > $(VENV_JAX)/requirements.txt
 	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -r $(VENV_JAX)/requirements.txt
 	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+# Keras on PyTorch (the CPU build of torch 2.13.0 that lies on these
+# machines; a bare `torch` would fetch a CUDA build of several GB).
+$(VENV_TORCH)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV_TORCH)
+	$(PYTHON) .ci/requirements.py sklearn dev > $(VENV_TORCH)/requirements.txt
+	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) -r $(VENV_TORCH)/requirements.txt torch==2.13.0 h5py
+	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
 # Real Fashion-MNIST IDX files from Debian; the demo falls back to
@@ -54,6 +65,12 @@ test: venv
 test-jax: venv-jax
 	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS)
 
+# Layers, engine and callback on Keras's PyTorch backend, run eagerly:
+# torch.compile (inductor) would compile C++ for every graph.
+test-torch: venv-torch
+	KERAS_BACKEND=torch TORCHDYNAMO_DISABLE=1 $(VENV_TORCH)/bin/python -m pytest \
+		$(PYTEST_FLAGS) tests/layers tests/pruning tests/callbacks
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -61,4 +78,4 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(VENV_JAX) site runs
+	rm -rf $(VENV) $(VENV_JAX) $(VENV_TORCH) site runs

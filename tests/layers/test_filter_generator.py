@@ -117,6 +117,16 @@ def backend_gradients(layer, x, z, probe):
             loss = tf.reduce_sum(probe * layer([xt, zt]))
         grads = tape.gradient(loss, [xt, zt, *layer.trainable_variables])
         grads = [g.numpy() for g in grads]
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        xt = torch.tensor(x, requires_grad=True)
+        zt = torch.tensor(z, requires_grad=True)
+        loss = torch.sum(torch.tensor(probe) * layer([xt, zt]))
+        grads = torch.autograd.grad(
+            loss, [xt, zt, *(v.value for v in layer.trainable_variables)]
+        )
+        grads = [g.numpy() for g in grads]
     else:
         import jax
 

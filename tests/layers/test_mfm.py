@@ -63,6 +63,12 @@ def test_gradient_goes_to_the_larger_half():
             tape.watch(xt)
             y = ops.sum(MFM()(xt))
         grad = tape.gradient(y, xt).numpy()
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        xt = torch.tensor(x, requires_grad=True)
+        (grad,) = torch.autograd.grad(ops.sum(MFM()(xt)), xt)
+        grad = grad.numpy()
     else:
         import jax
 

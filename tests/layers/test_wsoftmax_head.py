@@ -75,6 +75,13 @@ def layer_gradients(layer, features, labels, dynamic_batch=False):
             )
         dx, dk = gradients(tf.constant(features), tf.constant(labels))
         return np.asarray(dx), np.asarray(dk)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        x, y = torch.tensor(features, requires_grad=True), torch.tensor(labels)
+        loss = loss_fn(y, layer(x, labels=y, training=True))
+        dx, dk = torch.autograd.grad(loss, [x, layer.kernel.value])
+        return dx.numpy(), dk.numpy()
     import jax
 
     def loss(x, kernel):
