@@ -159,12 +159,13 @@ def _local_builder(name, source_dir):
 # IDX type codes (third byte of the magic number) -> item size in bytes.
 _IDX_ITEM_SIZES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
 # The four IDX files of MNIST and Fashion-MNIST, as tfds names them.
-IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+
+
+# The MNIST-style IDX files of each split.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def check_idx_file(path):
@@ -234,15 +235,14 @@ def check_idx_file(path):
 def _check_idx_dir(data_dir):
     """Checks the MNIST-style IDX files found in `data_dir`."""
     counts = {}
-    for stem in IDX_FILES:
+    for stem in (stem for pair in IDX_FILES.values() for stem in pair):
         for candidate in (stem, stem + ".gz"):
             path = os.path.join(data_dir, candidate)
             if os.path.isfile(path):
                 counts[stem] = (path, check_idx_file(path)[0])
                 break
-    for split in ("train", "t10k"):
-        images = counts.get(f"{split}-images-idx3-ubyte")
-        labels = counts.get(f"{split}-labels-idx1-ubyte")
+    for images_stem, labels_stem in IDX_FILES.values():
+        images, labels = counts.get(images_stem), counts.get(labels_stem)
         if images and labels and images[1] != labels[1]:
             raise ValueError(
                 f"{images[0]!r} holds {images[1]} images but {labels[0]!r} "
@@ -362,10 +362,6 @@ CLASS_NAMES = {
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
         "horse", "ship", "truck",
     ],
-}
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 
