@@ -13,11 +13,16 @@ one, and the inference time of both, at batch 1 and 64, in every runtime:
   run by `ai_edge_litert.interpreter.Interpreter` (the maintained LiteRT
   interpreter, default XNNPACK delegate);
 - `onnx`: converted with `tf2onnx.convert.from_function` and run by ONNX
-  Runtime's CPU execution provider.
+  Runtime's CPU execution provider (all graph optimisations);
+- `onnx-extended` (not run by default): the same session with
+  `ORT_ENABLE_EXTENDED`, which leaves out the NCHWc layout transformation
+  (blocked convolutions that pad channel counts to the SIMD block).
 
 Full and compacted model are timed in one run, interleaved (the order
 alternates each repeat), so both see the same machine load; the reported
-speed-up is the ratio of medians. The exporters are optional: a runtime
+speed-up is the ratio of medians. The JSON is rewritten after every case,
+so an interrupted run keeps the finished cases. The exporters are
+optional: a runtime
 whose package is missing is reported as skipped in the table and the JSON.
 Needs the TensorFlow backend.
 
@@ -60,11 +65,13 @@ CASES = {
     "resnet20-A": {"model": "ResNet-20 (A)", "rate": 0.3,
                    "input_shape": (32, 32, 3)},
 }
-RUNTIMES = ("tf", "xla", "litert", "onnx")
+RUNTIMES = ("tf", "xla", "litert", "onnx", "onnx-extended")
+DEFAULT_RUNTIMES = ("tf", "xla", "litert", "onnx")
 # Python packages each runtime needs besides TensorFlow.
 RUNTIME_PACKAGES = {
     "litert": ("ai_edge_litert",),
     "onnx": ("tf2onnx", "onnxruntime"),
+    "onnx-extended": ("tf2onnx", "onnxruntime"),
 }
 
 
@@ -123,7 +130,7 @@ class Runner:
         self.model = model
         self._by_batch = {}
         start = time.perf_counter()
-        getattr(self, f"_convert_{runtime}")()
+        getattr(self, f"_convert_{runtime.replace('-', '_')}")()
         self.conversion_s = time.perf_counter() - start
 
     def _convert_tf(self, jit_compile=False):
@@ -153,7 +160,13 @@ class Runner:
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def _convert_onnx(self):
+    def _convert_onnx_extended(self):
+        import onnxruntime
+
+        self._convert_onnx(
+            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+
+    def _convert_onnx(self, level=None):
         import onnxruntime
         import tensorflow as tf
         import tf2onnx
@@ -171,6 +184,8 @@ class Runner:
         # other (batch-1 times varied 40x with spinning on).
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "0")
+        if level is not None:
+            options.graph_optimization_level = level
         self._session = onnxruntime.InferenceSession(
             proto.SerializeToString(), options,
             providers=["CPUExecutionProvider"])
@@ -179,7 +194,7 @@ class Runner:
     def __call__(self, x):
         if self.runtime in ("tf", "xla"):
             return np.asarray(self._fn(x))
-        if self.runtime == "onnx":
+        if self.runtime.startswith("onnx"):
             return self._session.run(None, {self._input_name: x})[0]
         interpreter = self._by_batch.get(x.shape[0])
         if interpreter is None:
@@ -331,10 +346,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=None)
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES),
-                        default=["resnet56-A", "resnet56-B", "mobilenetv2",
-                                 "resnet50"])
+                        default=["resnet56-B", "mobilenetv2", "resnet50",
+                                 "resnet56-A"])
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES,
-                        default=list(RUNTIMES))
+                        default=list(DEFAULT_RUNTIMES))
     parser.add_argument("--repeats-batch1", type=int, default=50)
     parser.add_argument("--repeats-batch64", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -354,29 +369,36 @@ def main():
     repeats = {1: args.repeats_batch1, 64: args.repeats_batch64}
     load_at_start = os.getloadavg()
     start = time.perf_counter()
-    results = [run_case(c, args.runtimes, repeats, args.seed, args.threads)
-               for c in args.cases]
+    results = []
+    for case in args.cases:
+        results.append(
+            run_case(case, args.runtimes, repeats, args.seed, args.threads))
+        if args.output:
+            write(args, results, load_at_start, time.perf_counter() - start)
     print_table(results, args.runtimes)
-    if args.output:
-        report = {
-            "command": "nice -n 10 python benchmarks/compaction.py "
-            f"--output {args.output}",
-            "arguments": vars(args),
-            "keras": keras.__version__,
-            "backend": keras.backend.backend(),
-            "versions": versions(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-            "wall_s": time.perf_counter() - start,
-            "macs": "multiply-adds per sample (FLOPs = 2 x MACs)",
-            "results": results,
-        }
-        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.output}")
+
+
+def write(args, results, load_at_start, wall_s):
+    report = {
+        "command": "nice -n 10 python benchmarks/compaction.py "
+        f"--output {args.output}",
+        "arguments": vars(args),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+        "wall_s": wall_s,
+        "finished_cases": [r["case"] for r in results],
+        "macs": "multiply-adds per sample (FLOPs = 2 x MACs)",
+        "results": results,
+    }
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.output}", flush=True)
 
 
 if __name__ == "__main__":
