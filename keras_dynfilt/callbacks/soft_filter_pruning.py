@@ -87,8 +87,14 @@ def _soft_targets(group):
 
 
 def pruned_count(size, rate):
-    """`floor(size * rate)`, robust to float error, keeping one unit."""
-    return min(size - 1, int(math.floor(size * rate + 1e-9)))
+    """`floor(size * rate)`, robust to float error, keeping one unit.
+
+    The tolerance is float32's: tfmot's schedules compute the sparsity in
+    float32 (its `PolynomialDecay` gives 0.099999994 for 0.1), and
+    `floor(10 * 0.099999994)` must still prune one filter of ten: a product
+    within a relative 1e-6 below an integer counts as that integer.
+    """
+    return min(size - 1, int(math.floor(size * rate * (1 + 1e-6) + 1e-9)))
 
 
 class SoftFilterPruning(keras.callbacks.Callback):

@@ -107,7 +107,10 @@ def fit(model, callbacks, epochs=1, batch_size=8, n=32, **kwargs):
 @pytest.mark.parametrize(
     "size, rate, expected",
     [(10, 0.3, 3), (6, 0.3, 1), (16, 0.3, 4), (16, 0.4, 6), (64, 0.4, 25),
-     (100, 0.29, 29), (10, 0.0, 0), (3, 0.99, 2), (1, 0.5, 0)],
+     (100, 0.29, 29), (10, 0.0, 0), (3, 0.99, 2), (1, 0.5, 0),
+     # float32 sparsities, as tfmot's schedules return them
+     (10, float(np.float32(0.7)), 7), (10, 0.099999994, 1),
+     (2048, float(np.float32(0.3)), 614), (64, 0.3999, 25)],
 )
 def test_pruned_count_is_floor(size, rate, expected):
     assert pruned_count(size, rate) == expected
@@ -394,12 +397,7 @@ def test_schedule_with_tf_tensors_like_tfmot():
     assert len(zero_filters(model, "a")) == 3
 
 
-def test_tfmot_schedule_if_installed():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
-    model = compiled(residual_model())
-    schedule = tfmot.sparsity.keras.ConstantSparsity(0.3, 0, frequency=1)
-    fit(model, [SoftFilterPruning(schedule=schedule)])
-    assert len(zero_filters(model, "a")) == 3
+# tfmot's own schedules: tests/callbacks/test_tfmot_interop.py (subprocess).
 
 
 # -- the shipped model is the validated model --------------------------------
@@ -763,3 +761,25 @@ def test_schedule_errors(cls, kwargs, match):
 def test_exports():
     assert keras_dynfilt.callbacks.SoftFilterPruning is SoftFilterPruning
     assert keras_dynfilt.callbacks.PolynomialDecay is PolynomialDecay
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [ConstantSparsity(0.3, begin_step=2, end_step=20, frequency=3),
+     PolynomialDecay(0.1, 0.6, begin_step=1, end_step=9, power=2,
+                     frequency=2)],
+    ids=["constant", "polynomial"],
+)
+def test_schedules_are_keras_serializable(schedule):
+    name = type(schedule).__name__
+    assert keras.saving.get_registered_name(type(schedule)) == \
+        f"keras_dynfilt>{name}"
+    config = keras.saving.serialize_keras_object(schedule)
+    assert config["registered_name"] == f"keras_dynfilt>{name}"
+    restored = keras.saving.deserialize_keras_object(config)
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    for step in range(25):
+        assert restored(step) == schedule(step)
+    again = type(schedule).from_config(schedule.get_config())
+    assert again.get_config() == schedule.get_config()
