@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 
@@ -326,6 +327,42 @@ def print_table(results, runtimes):
               f"{100 * r['params_reduction']:>10.1f}" + "".join(cells))
 
 
+def markdown(path):
+    """The docs tables (docs/pruning.md) of a JSON this script wrote."""
+    with open(path) as f:
+        report = json.load(f)
+    results = report["results"]
+    print("| model | pruned per group | MACs before → after | MACs cut | "
+          "params before → after | max rel. output diff |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['model']} {r['input_shape'][0]}x{r['input_shape'][1]} "
+              f"| {100 * r['rate']:.0f}% "
+              f"| {r['macs_before'] / 1e6:.1f} M → "
+              f"{r['macs_after'] / 1e6:.1f} M "
+              f"| {100 * r['flops_reduction']:.1f}% "
+              f"| {r['params_before']:,} → {r['params_after']:,} "
+              f"| {r['max_relative_output_difference']:.1e} |")
+    runtimes = [k for k in RUNTIMES
+                if any(k in r["runtimes"] for r in results)]
+    print()
+    print("| model | batch | "
+          + " | ".join(f"{k} full → compacted ms" for k in runtimes) + " |")
+    print("|---|---|" + "---|" * len(runtimes))
+    for r in results:
+        for i, batch in enumerate((1, 64)):
+            cells = []
+            for k in runtimes:
+                entry = r["runtimes"].get(k, {})
+                if "timings" not in entry:
+                    cells.append(entry.get("skipped", "not run"))
+                    continue
+                t = entry["timings"][i]
+                cells.append(f"{t['full_ms']:.1f} → {t['compacted_ms']:.1f} "
+                             f"(**{t['speedup']:.2f}x**)")
+            print(f"| {r['model']} | {batch} | " + " | ".join(cells) + " |")
+
+
 def versions():
     found = {}
     for name in ("tensorflow", "ai_edge_litert", "tf2onnx", "onnxruntime",
@@ -345,6 +382,9 @@ def versions():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default=None)
+    parser.add_argument(
+        "--markdown", default=None, metavar="JSON",
+        help="only print the docs tables of a JSON written by this script")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES),
                         default=["resnet56-B", "mobilenetv2", "resnet50",
                                  "resnet56-A"])
@@ -361,6 +401,8 @@ def main():
         "--intra-op-threads", type=int, default=0,
         help="TensorFlow intra-op threads (0: TensorFlow's default)")
     args = parser.parse_args()
+    if args.markdown:
+        return markdown(args.markdown)
     import tensorflow as tf
 
     if args.intra_op_threads:
@@ -380,8 +422,8 @@ def main():
 
 def write(args, results, load_at_start, wall_s):
     report = {
-        "command": "nice -n 10 python benchmarks/compaction.py "
-        f"--output {args.output}",
+        "command": " ".join(
+            ["nice -n 10 python benchmarks/compaction.py", *sys.argv[1:]]),
         "arguments": vars(args),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
