@@ -498,6 +498,10 @@ class SoftFilterPruning(keras.callbacks.Callback):
             sparsity = self._schedule()[1]
         self._mask(sparsity, when=when, final=True)
 
+    def _mask_final_as_adopted(self):
+        self._final_done = True
+        self._hold()
+
     def _hold(self):
         """Re-applies the final mask (the optimizer may have moved it)."""
         self._sync_jax()
@@ -544,15 +548,18 @@ class SoftFilterPruning(keras.callbacks.Callback):
             # weights): the "training begin" mask, or the state of a
             # resumed run.
             self._started = True
-            if self.schedule is None:
-                if not self._adopt_existing():
-                    self._mask(when=f" (epoch {epoch + 1} begin)")
-            else:
+            sparsity = None
+            if self.schedule is not None:
                 should, sparsity = self._schedule()
-                if not self._adopt_existing(sparsity) and (
-                    should or epoch > 0
-                ):
-                    self._mask(sparsity, when=f" (step {self._step})")
+            adopted = self._adopt_existing(sparsity)
+            if adopted and self._in_finetune(epoch - 1):
+                # Resumed inside the fine-tuning phase: the zeros are the
+                # held final mask (re-ranking could move it under FPGM).
+                self._mask_final_as_adopted()
+            elif not adopted and self.schedule is None:
+                self._mask(when=f" (epoch {epoch + 1} begin)")
+            elif not adopted and (should or epoch > 0):
+                self._mask(sparsity, when=f" (step {self._step})")
         if self._in_finetune(epoch) and not self._final_done:
             self._final_mask(
                 when=f" (epoch {epoch + 1} begin, fine-tuning from here)"

@@ -489,6 +489,24 @@ def test_finetune_holds_the_final_mask():
     np.testing.assert_array_equal(zero_filters(model, "a"), start[0])
 
 
+def test_resume_inside_finetune_keeps_the_held_mask():
+    # A criterion that does not rank zero filters lowest (as FPGM may not;
+    # this one zeroes the largest): a run resumed inside the fine-tuning
+    # phase must hold the adopted final mask, not re-rank.
+    def largest(w):
+        return -np.linalg.norm(w, axis=1)
+
+    model = compiled(residual_model())
+    fit(model, [SoftFilterPruning(0.3, finetune_epochs=2)], epochs=3)
+    before = {n: zero_filters(model, n) for n in ("a", "c")}
+    assert len(before["a"]) == 3
+    compiled(model, learning_rate=0.0)
+    sfp = SoftFilterPruning(0.3, criterion=largest, finetune_epochs=2)
+    fit(model, [sfp], epochs=3, initial_epoch=2)  # as BackupAndRestore does
+    for name in ("a", "c"):
+        np.testing.assert_array_equal(zero_filters(model, name), before[name])
+
+
 def test_finetune_epochs_must_leave_a_soft_epoch():
     model = compiled(residual_model())
     with pytest.raises(ValueError, match="`finetune_epochs` must be smaller "
