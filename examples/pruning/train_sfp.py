@@ -3,7 +3,12 @@
 Trains `keras_dynfilt.models.resnet_cifar(depth)` with
 `keras_dynfilt.callbacks.SoftFilterPruning` (or without it: the baseline),
 evaluates the masked model, compacts it with `keras_dynfilt.pruning.compact`,
-evaluates the compacted model (the two accuracies must be equal), counts
+evaluates the compacted model (the two accuracies must be equal), and, side
+by side, the soft-masked model just before the final mask (kernels zeroed,
+BatchNormalization shifts still in place: the model the reference code's
+last epoch reports) and the last epoch's validation accuracy (which
+describes the returned model: with `--val-batches` on part of the test
+split only). Also counts
 FLOPs (multiply-adds) and parameters before and after, and times inference
 of the masked full-size model against the compacted one in the same run.
 Writes `results.json`, `learning_curves.png` and `sfp_curves.png` (test
@@ -33,6 +38,39 @@ import numpy as np
 import keras_dynfilt
 from keras_dynfilt import training
 from keras_dynfilt.pruning import compact, model_cost
+
+
+class SoftSnapshot(keras.callbacks.Callback):
+    """Keeps the weights of the soft-masked model before the final mask.
+
+    Placed before `SoftFilterPruning` in the callback list, so its hooks run
+    first: at the start of the fine-tuning epochs, or at the last epoch's
+    validation (or end, without validation), where the callback applies
+    its final mask.
+    """
+
+    def __init__(self, finetune_epochs):
+        super().__init__()
+        self.finetune_epochs = finetune_epochs
+        self.weights = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.finetune_epochs and epoch == (
+            self.params["epochs"] - self.finetune_epochs
+        ):
+            self.weights = self.model.get_weights()
+
+    def _last(self):
+        return self._epoch + 1 == self.params["epochs"]
+
+    def on_test_begin(self, logs=None):
+        if not self.finetune_epochs and self._last() and self.weights is None:
+            self.weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.finetune_epochs and self._last() and self.weights is None:
+            self.weights = self.model.get_weights()
 
 
 def time_inference(models, x, repeats=25, inner=3):
@@ -109,14 +147,17 @@ def compare(root):
         "ResNet on " + next(iter(runs.values()))["dataset"]["name"],
     )
     print(
-        "| run | method | test acc. (masked) | test acc. (compacted) | "
+        "| run | method | test acc. (soft-masked) | test acc. (masked) | "
+        "test acc. (compacted) | "
         "FLOPs reduction | params reduction | speed-up b1 | speed-up b64 |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
         p = r["pruning"]
+        soft = p.get("soft_masked_accuracy")
         print(
             f"| {name} | {r['arguments']['method']} | "
+            f"{'-' if soft is None else f'{100 * soft:.2f}'} | "
             f"{100 * r['test']['accuracy']:.2f} | "
             f"{100 * p['compacted_accuracy']:.2f} | "
             f"{100 * p['flops_reduction']:.1f}% | "
@@ -142,6 +183,10 @@ def main(argv=None):
         help="default: 0.4 for ResNet-56, else 0.3 (the paper's rates)",
     )
     parser.add_argument("--frequency", type=int, default=1)
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0,
+        help="last epochs trained with the final mask held fixed",
+    )
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument(
@@ -198,9 +243,11 @@ def main(argv=None):
             pruning_rate=args.pruning_rate,
             criterion="l2" if args.method == "sfp" else "fpgm",
             frequency=args.frequency,
+            finetune_epochs=args.finetune_epochs,
             verbose=1,
         )
-        callbacks.append(sfp)
+        snapshot = SoftSnapshot(args.finetune_epochs)
+        callbacks += [snapshot, sfp]
     history = model.fit(
         data.train,
         epochs=args.epochs,
@@ -221,6 +268,17 @@ def main(argv=None):
     with run.strategy.scope():
         small.compile(loss=loss, metrics=["accuracy"])
     small_metrics = small.evaluate(data.test, return_dict=True, verbose=0)
+    soft_accuracy = None
+    if sfp is not None:
+        # The soft-masked model: same architecture, weights before the
+        # final mask.
+        with run.strategy.scope():
+            soft = keras.models.clone_model(model)
+            soft.set_weights(snapshot.weights)
+            soft.compile(loss=loss, metrics=["accuracy"])
+        soft_accuracy = soft.evaluate(
+            data.test, return_dict=True, verbose=0)["accuracy"]
+        del soft
     x_test, _ = training.numpy_split(data, "test")
     logits = model.predict(x_test[:512], verbose=0)
     small_logits = small.predict(x_test[:512], verbose=0)
@@ -236,8 +294,12 @@ def main(argv=None):
     pruning = {
         "method": args.method,
         "pruning_rate": None if sfp is None else args.pruning_rate,
+        "finetune_epochs": args.finetune_epochs,
+        "soft_masked_accuracy": soft_accuracy,
         "masked_accuracy": metrics["accuracy"],
         "compacted_accuracy": small_metrics["accuracy"],
+        "last_val_accuracy": history.history["val_accuracy"][-1],
+        "last_val_on_whole_test_split": not args.val_batches,
         "max_abs_logit_difference": float(
             np.abs(logits - small_logits).max()
         ),
@@ -261,6 +323,12 @@ def main(argv=None):
         os.path.join(args.output_dir, "sfp_curves.png"),
         f"ResNet-{args.depth} {args.method} on {data.name}",
     )
+    if soft_accuracy is not None:
+        print(
+            f"test accuracy soft-masked (before the final mask) "
+            f"{soft_accuracy:.4f}, last epoch's validation "
+            f"{pruning['last_val_accuracy']:.4f}"
+        )
     print(
         f"test accuracy masked {metrics['accuracy']:.4f}, compacted "
         f"{small_metrics['accuracy']:.4f}; FLOPs -"

@@ -6,7 +6,11 @@ the number of optimizer steps taken so far. `SoftFilterPruning` accepts
 these classes, `tfmot.sparsity.keras.ConstantSparsity` /
 `PolynomialDecay` objects when a user has tfmot installed, or any callable
 with the same protocol. These two follow tfmot's semantics exactly but are
-plain Python (no TensorFlow), so they run on every Keras backend.
+plain Python (no TensorFlow), so they run on every Keras backend. Both are
+registered Keras serializables (`keras_dynfilt>ConstantSparsity`, ...):
+`keras.saving.serialize_keras_object` / `deserialize_keras_object` round
+trip them, and `from_config` also accepts the `"config"` part of a tfmot
+schedule's `get_config()`.
 """
 
 import numbers
@@ -88,6 +92,7 @@ class PruningSchedule:
         self.frequency = _check_int("frequency", frequency, 1)
 
 
+@keras.saving.register_keras_serializable(package="keras_dynfilt")
 class ConstantSparsity(PruningSchedule):
     """Prunes to a constant sparsity every `frequency` steps.
 
@@ -131,6 +136,7 @@ class ConstantSparsity(PruningSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="keras_dynfilt")
 class PolynomialDecay(PruningSchedule):
     """Sparsity grows polynomially from `initial_` to `final_sparsity`.
 

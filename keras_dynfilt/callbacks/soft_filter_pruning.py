@@ -87,8 +87,14 @@ def _soft_targets(group):
 
 
 def pruned_count(size, rate):
-    """`floor(size * rate)`, robust to float error, keeping one unit."""
-    return min(size - 1, int(math.floor(size * rate + 1e-9)))
+    """`floor(size * rate)`, robust to float error, keeping one unit.
+
+    The tolerance is float32's: tfmot's schedules compute the sparsity in
+    float32 (its `PolynomialDecay` gives 0.099999994 for 0.1), and
+    `floor(10 * 0.099999994)` must still prune one filter of ten: a product
+    within a relative 1e-6 below an integer counts as that integer.
+    """
+    return min(size - 1, int(math.floor(size * rate * (1 + 1e-6) + 1e-9)))
 
 
 class SoftFilterPruning(keras.callbacks.Callback):
@@ -118,16 +124,30 @@ class SoftFilterPruning(keras.callbacks.Callback):
     warning, when some layers have no cost formula, since the fraction
     would cover only part of the network) into the epoch `logs`, so
     `History`, `CSVLogger` and TensorBoard placed after it in the callback
-    list record them. Validation metrics of an epoch are computed by Keras
-    before that epoch's mask; evaluate after `fit` for the masked model.
+    list record them.
 
+    The model `fit` returns is the model the last epoch validated: the
+    final mask is applied before the last epoch's validation (Keras
+    validates before `on_epoch_end`), so `val_*` of the last epoch equal
+    `model.evaluate` after `fit` and the metrics of the compacted model.
+    Earlier epochs are validated with that epoch's soft mask (kernels
+    zeroed, biases and BatchNormalization shifts still in place). With
+    `finetune_epochs=k`, the final mask is chosen at the start of the last
+    `k` epochs and held while they train: it is re-applied after every
+    training step (so neither momentum nor weight decay nor the BN shift
+    gradients revive a pruned channel), and every one of those epochs
+    validates the model that is shipped.
     With a `schedule` (tfmot's protocol, `schedule(step) -> (should_prune,
     sparsity)`, e.g. `keras_dynfilt.callbacks.PolynomialDecay`), the
     schedule is asked after every training batch with the number of
     optimizer steps done, and the model is masked at `sparsity` whenever
     `should_prune` is true, at the start of training when it is true there,
     and at the end of training (so the final model is always masked);
-    `pruning_rate` and `frequency` are then not used.
+    `pruning_rate` and `frequency` are then not used. With
+    `steps_per_execution > 1` Keras calls the callback once per execution;
+    the schedule is then asked for every step of the execution and the
+    model is masked at its end if a step in it was due (at the sparsity of
+    the latest due step).
 
     Resuming (`keras.callbacks.BackupAndRestore`): no state is kept outside
     the model. At the first epoch of every `fit` the callback reads the
@@ -168,6 +188,9 @@ class SoftFilterPruning(keras.callbacks.Callback):
             contains one of them.
         schedule: Optional callable `schedule(step) -> (should_prune,
             sparsity)` (tfmot's pruning-schedule protocol).
+        finetune_epochs: Integer >= 0, the number of last epochs of `fit`
+            that train with the final mask fixed (0: the final mask is
+            applied right before the last validation).
         verbose: Integer, 1 prints a line at every mask.
 
     Examples:
@@ -196,6 +219,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
         exclude=None,
         schedule=None,
         verbose=0,
+        finetune_epochs=0,
     ):
         super().__init__()
         if isinstance(pruning_rate, dict):
@@ -252,6 +276,16 @@ class SoftFilterPruning(keras.callbacks.Callback):
             )
         self.schedule = schedule
         self.verbose = verbose
+        if (
+            isinstance(finetune_epochs, bool)
+            or not isinstance(finetune_epochs, numbers.Integral)
+            or finetune_epochs < 0
+        ):
+            raise ValueError(
+                "`finetune_epochs` must be an integer >= 0. "
+                f"Received: finetune_epochs={finetune_epochs!r}"
+            )
+        self.finetune_epochs = int(finetune_epochs)
         self.groups = None
         self.masks = None
 
@@ -463,14 +497,15 @@ class SoftFilterPruning(keras.callbacks.Callback):
             stats["flops_fraction"] = self._flops_cache[key]
         return stats
 
-    def _schedule(self):
-        should, sparsity = self.schedule(self._step)
+    def _schedule(self, step=None):
+        step = self._step if step is None else step
+        should, sparsity = self.schedule(step)
         should = bool(np.asarray(keras.ops.convert_to_numpy(should)))
         sparsity = float(np.asarray(keras.ops.convert_to_numpy(sparsity)))
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(
                 "The `schedule` must return a sparsity in [0, 1). "
-                f"Received: sparsity={sparsity} at step {self._step}"
+                f"Received: sparsity={sparsity} at step {step}"
             )
         return should, sparsity
 
@@ -480,14 +515,55 @@ class SoftFilterPruning(keras.callbacks.Callback):
             return 0
         return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
+    # -- final mask ---------------------------------------------------------
+    def _last_epoch(self, epoch):
+        return bool(self.params) and epoch + 1 == self.params.get("epochs")
+
+    def _in_finetune(self, epoch):
+        epochs = (self.params or {}).get("epochs")
+        return (
+            self.finetune_epochs > 0
+            and epochs is not None
+            and epoch >= epochs - self.finetune_epochs
+        )
+
+    def _final_mask(self, when):
+        """Ranks once more and applies the engine's full mask."""
+        sparsity = None
+        if self.schedule is not None:
+            self._step = self._read_step()
+            sparsity = self._schedule()[1]
+        self._mask(sparsity, when=when, final=True)
+
+    def _mask_final_as_adopted(self):
+        self._final_done = True
+        self._hold()
+
+    def _hold(self):
+        """Re-applies the final mask (the optimizer may have moved it)."""
+        self._sync_jax()
+        for (group, _), keep in zip(self.groups, self.masks):
+            apply_group_mask(group, keep)
+
     # -- callback hooks -----------------------------------------------------
     def on_train_begin(self, logs=None):
         self.groups = self._select_groups()
         self.masks = None
         self._final_done = False
         self._started = False
+        self._in_fit = True
         self._flops_cache = {}
         self._soft = {}
+        epochs = (self.params or {}).get("epochs")
+        if self.finetune_epochs and epochs is not None and (
+            self.finetune_epochs >= epochs
+        ):
+            raise ValueError(
+                "`finetune_epochs` must be smaller than the `epochs` of "
+                "`fit` (at least one epoch must train with soft masks). "
+                f"Received: finetune_epochs={self.finetune_epochs}, "
+                f"epochs={epochs}"
+            )
         try:
             cost = model_cost(self.model, warn=False)
             self._full_macs = cost.macs
@@ -514,40 +590,69 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 self._full_macs = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        # The first epoch of a fit (after BackupAndRestore restored the
-        # weights): the "training begin" mask, or the state of a resumed run.
+        self._epoch = epoch
         self._epoch_start_step = self._read_step()
         self._step = self._epoch_start_step
-        if self._started:
-            return
-        self._started = True
-        if self.schedule is None:
-            if not self._adopt_existing():
+        if not self._started:
+            # The first epoch of a fit (after BackupAndRestore restored the
+            # weights): the "training begin" mask, or the state of a
+            # resumed run.
+            self._started = True
+            sparsity = None
+            if self.schedule is not None:
+                should, sparsity = self._schedule()
+            adopted = self._adopt_existing(sparsity)
+            if adopted and self._in_finetune(epoch - 1):
+                # Resumed inside the fine-tuning phase: the zeros are the
+                # held final mask (re-ranking could move it under FPGM).
+                self._mask_final_as_adopted()
+            elif not adopted and self.schedule is None:
                 self._mask(when=f" (epoch {epoch + 1} begin)")
-            return
-        should, sparsity = self._schedule()
-        if not self._adopt_existing(sparsity) and (should or epoch > 0):
-            self._mask(sparsity, when=f" (step {self._step})")
+            elif not adopted and (should or epoch > 0):
+                self._mask(sparsity, when=f" (step {self._step})")
+        if self._in_finetune(epoch) and not self._final_done:
+            self._final_mask(
+                when=f" (epoch {epoch + 1} begin, fine-tuning from here)"
+            )
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._final_done:
+            self._hold()
+            return
         if self.schedule is None:
             return
+        # `batch` is the last step of the execution: with
+        # steps_per_execution > 1 several steps ran since the last call.
+        previous = self._step
         self._step = self._epoch_start_step + batch + 1
-        should, sparsity = self._schedule()
-        if should:
-            self._mask(sparsity, when=f" (step {self._step})")
+        due = None
+        for step in range(previous + 1, self._step + 1):
+            should, sparsity = self._schedule(step)
+            if should:
+                due = (step, sparsity)
+        if due is not None:
+            self._mask(due[1], when=f" (step {due[0]})")
+
+    def on_test_begin(self, logs=None):
+        # Keras validates before on_epoch_end: mask the final model first,
+        # so that the last epoch's val_* describe the returned model.
+        if (
+            getattr(self, "_in_fit", False)
+            and self._started
+            and not self._final_done
+            and self._last_epoch(self._epoch)
+        ):
+            self._final_mask(when=f" (epoch {self._epoch + 1} validation)")
 
     def on_epoch_end(self, epoch, logs=None):
-        self._final_done = False
-        last = self.params and epoch + 1 == self.params.get("epochs")
-        if self.schedule is None:
+        if self._final_done:
+            self._hold()
+        elif self.schedule is None:
+            last = self._last_epoch(epoch)
             if (epoch + 1) % self.frequency == 0 or last:
                 self._mask(when=f" (epoch {epoch + 1} end)", final=last)
-        elif last:
-            self._step = self._read_step()
-            self._mask(
-                self._schedule()[1], when=f" (step {self._step})", final=True
-            )
+        elif self._last_epoch(epoch):
+            self._final_mask(when=" (end)")
         if logs is not None and self.masks is not None:
             stats = self._stats()
             logs["sparsity"] = stats["sparsity"]
@@ -556,12 +661,9 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         # Training stopped early (EarlyStopping, ...): mask the final model.
+        self._in_fit = False
         if self._started and not self._final_done:
-            if self.schedule is None:
-                self._mask(when=" (train end)", final=True)
-            else:
-                self._step = self._read_step()
-                self._mask(self._schedule()[1], when=" (train end)", final=True)
+            self._final_mask(when=" (train end)")
 
     # -- results --------------------------------------------------------------
     def compact_model(self):

@@ -107,7 +107,10 @@ def fit(model, callbacks, epochs=1, batch_size=8, n=32, **kwargs):
 @pytest.mark.parametrize(
     "size, rate, expected",
     [(10, 0.3, 3), (6, 0.3, 1), (16, 0.3, 4), (16, 0.4, 6), (64, 0.4, 25),
-     (100, 0.29, 29), (10, 0.0, 0), (3, 0.99, 2), (1, 0.5, 0)],
+     (100, 0.29, 29), (10, 0.0, 0), (3, 0.99, 2), (1, 0.5, 0),
+     # float32 sparsities, as tfmot's schedules return them
+     (10, float(np.float32(0.7)), 7), (10, 0.099999994, 1),
+     (2048, float(np.float32(0.3)), 614), (64, 0.3999, 25)],
 )
 def test_pruned_count_is_floor(size, rate, expected):
     assert pruned_count(size, rate) == expected
@@ -394,11 +397,156 @@ def test_schedule_with_tf_tensors_like_tfmot():
     assert len(zero_filters(model, "a")) == 3
 
 
-def test_tfmot_schedule_if_installed():
-    tfmot = pytest.importorskip("tensorflow_model_optimization")
+# tfmot's own schedules: tests/callbacks/test_tfmot_interop.py (subprocess).
+
+
+# -- the shipped model is the validated model --------------------------------
+def _evaluate(model, x, y):
+    compiled(model, metrics=["accuracy"])
+    return model.evaluate(x, y, verbose=0, return_dict=True)
+
+
+@pytest.mark.parametrize("finetune_epochs", [0, 1])
+def test_last_validation_is_the_returned_and_the_compacted_model(
+    finetune_epochs,
+):
+    # Shifted biases and BN betas: the final mask's zeroing of gamma/beta
+    # changes the outputs, so validating before it would report another
+    # model.
+    model = compiled(shifted(residual_model()), momentum=0.9,
+                     metrics=["accuracy"])
+    sfp = SoftFilterPruning(0.3, finetune_epochs=finetune_epochs)
+    xv, yv = data(16, seed=3)
+    history = fit(model, [sfp], epochs=2, validation_data=(xv, yv))
+    returned = model.evaluate(xv, yv, verbose=0, return_dict=True)
+    small = _evaluate(sfp.compact_model(), xv, yv)
+    assert history.history["val_loss"][-1] == pytest.approx(
+        returned["loss"], rel=1e-5)
+    assert small["loss"] == pytest.approx(returned["loss"], rel=1e-5)
+    assert history.history["val_accuracy"][-1] == returned["accuracy"] \
+        == small["accuracy"]
+
+
+def test_soft_masked_model_differs_from_the_final_one():
+    # The reason for the test above: on this model the soft mask (kernels
+    # only) and the final mask (also BN gamma/beta) give different outputs.
+    model = compiled(shifted(residual_model()), learning_rate=0.0)
+    soft = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            soft.append(self.model.predict(data(8, seed=4)[0], verbose=0))
+
+    fit(model, [SoftFilterPruning(0.3), Probe()], n=8)
+    final = model.predict(data(8, seed=4)[0], verbose=0)
+    assert np.abs(final - soft[0]).max() > 1e-3
+
+
+def test_finetune_holds_the_final_mask():
+    model = compiled(shifted(residual_model()), momentum=0.9)
+    start = []
+
+    class Watch(keras.callbacks.Callback):
+        """After SFP: the state every hook leaves behind."""
+
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def _record(self, when):
+            bn = self.model.get_layer("bn_a")
+            self.events.append((when, {
+                "a": zero_filters(self.model, "a"),
+                "c": zero_filters(self.model, "c"),
+                "beta_zeros": int(np.sum(
+                    keras.ops.convert_to_numpy(bn.beta) == 0)),
+                "kernel": keras.ops.convert_to_numpy(
+                    self.model.get_layer("a").kernel).copy(),
+            }))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                start.append(zero_filters(self.model, "a"))
+            self._record(("epoch_begin", epoch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._record(("batch_end", batch))
+
+    watch = Watch()
+    sfp = SoftFilterPruning(0.3, finetune_epochs=2)
+    fit(model, [sfp, watch], epochs=3)
+    finetune = watch.events[watch.events.index(
+        next(e for e in watch.events if e[0] == ("epoch_begin", 1))):]
+    assert len(finetune) == 2 * (1 + 4)  # 2 epochs of 4 steps
+    for _, z in finetune:
+        np.testing.assert_array_equal(z["a"], start[0])
+        assert len(z["a"]) == 3 and len(z["c"]) == 1
+        assert z["beta_zeros"] == 3  # the full mask, held
+    # The kept filters did train during the fine-tuning.
+    kept = np.setdiff1d(np.arange(10), start[0])
+    assert np.abs(finetune[-1][1]["kernel"][..., kept]
+                  - finetune[0][1]["kernel"][..., kept]).max() > 0
+    np.testing.assert_array_equal(zero_filters(model, "a"), start[0])
+
+
+def test_resume_inside_finetune_keeps_the_held_mask():
+    # A criterion that does not rank zero filters lowest (as FPGM may not;
+    # this one zeroes the largest): a run resumed inside the fine-tuning
+    # phase must hold the adopted final mask, not re-rank.
+    def largest(w):
+        return -np.linalg.norm(w, axis=1)
+
     model = compiled(residual_model())
-    schedule = tfmot.sparsity.keras.ConstantSparsity(0.3, 0, frequency=1)
-    fit(model, [SoftFilterPruning(schedule=schedule)])
+    fit(model, [SoftFilterPruning(0.3, finetune_epochs=2)], epochs=3)
+    before = {n: zero_filters(model, n) for n in ("a", "c")}
+    assert len(before["a"]) == 3
+    compiled(model, learning_rate=0.0)
+    sfp = SoftFilterPruning(0.3, criterion=largest, finetune_epochs=2)
+    fit(model, [sfp], epochs=3, initial_epoch=2)  # as BackupAndRestore does
+    for name in ("a", "c"):
+        np.testing.assert_array_equal(zero_filters(model, name), before[name])
+
+
+def test_finetune_epochs_must_leave_a_soft_epoch():
+    model = compiled(residual_model())
+    with pytest.raises(ValueError, match="`finetune_epochs` must be smaller "
+                                         "than the `epochs`.*epochs=2"):
+        fit(model, [SoftFilterPruning(0.3, finetune_epochs=2)], epochs=2)
+    with pytest.raises(ValueError, match="`finetune_epochs` must be an "
+                                         "integer >= 0.*-1"):
+        SoftFilterPruning(finetune_epochs=-1)
+
+
+@pytest.mark.parametrize("steps_per_execution", [2, 4])
+def test_schedule_with_steps_per_execution(steps_per_execution):
+    # Due steps 0, 3, 6 (frequency 3): with 2 steps per execution, the
+    # callback sees steps 2, 4, 6, 8 only and must mask for step 3 at 4.
+    model = compiled(shifted(residual_model()),
+                     steps_per_execution=steps_per_execution)
+    recorder = Recorder(batches=True)
+    schedule = PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8,
+                               power=1, frequency=3)
+    fit(model, [SoftFilterPruning(schedule=schedule), recorder], n=64)
+    at_step = {when[1] + 1: len(z["a"]) for when, z in recorder.events
+               if when[0] == "batch_end"}
+    assert sorted(at_step) == list(
+        range(steps_per_execution, 9, steps_per_execution))
+    # floor(10 * 0.5 * s / 8) at due step s: 1 at s=3, 3 at s=6; the mask
+    # lands at the end of the execution holding the due step.
+    expected = {2: {4: 1, 6: 3}, 4: {4: 1, 8: 3}}
+    for step, count in expected[steps_per_execution].items():
+        assert at_step[step] == count, at_step
+    assert len(zero_filters(model, "a")) == 5  # final: sparsity 0.5
+
+
+def test_epoch_masks_with_steps_per_execution():
+    model = compiled(shifted(residual_model()), momentum=0.9,
+                     steps_per_execution=3)
+    xv, yv = data(16, seed=3)
+    sfp = SoftFilterPruning(0.3, finetune_epochs=1)
+    history = fit(model, [sfp], epochs=2, validation_data=(xv, yv))
+    assert history.history["val_loss"][-1] == pytest.approx(
+        model.evaluate(xv, yv, verbose=0), rel=1e-5)
     assert len(zero_filters(model, "a")) == 3
 
 
@@ -631,3 +779,25 @@ def test_schedule_errors(cls, kwargs, match):
 def test_exports():
     assert keras_dynfilt.callbacks.SoftFilterPruning is SoftFilterPruning
     assert keras_dynfilt.callbacks.PolynomialDecay is PolynomialDecay
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [ConstantSparsity(0.3, begin_step=2, end_step=20, frequency=3),
+     PolynomialDecay(0.1, 0.6, begin_step=1, end_step=9, power=2,
+                     frequency=2)],
+    ids=["constant", "polynomial"],
+)
+def test_schedules_are_keras_serializable(schedule):
+    name = type(schedule).__name__
+    assert keras.saving.get_registered_name(type(schedule)) == \
+        f"keras_dynfilt>{name}"
+    config = keras.saving.serialize_keras_object(schedule)
+    assert config["registered_name"] == f"keras_dynfilt>{name}"
+    restored = keras.saving.deserialize_keras_object(config)
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    for step in range(25):
+        assert restored(step) == schedule(step)
+    again = type(schedule).from_config(schedule.get_config())
+    assert again.get_config() == schedule.get_config()
