@@ -156,6 +156,13 @@ class ChannelGraph:
         self._parent = []
         self._atoms = {}
         self._fixed = {}
+        # Slots whose channel may be non-zero once its unit is removed (all
+        # its producer filters zeroed): slot -> where that comes from. A
+        # consumer that slices its input channels needs them zero
+        # (`require_zero`); an elementwise op only passes the value on.
+        self._live = {}
+        self._nonfinite = set()
+        self.node = None
         self.barriers = []
         self.layers = {}
         self.records = {}
@@ -187,6 +194,59 @@ class ChannelGraph:
     def new_zeros(self, n):
         """`n` new slots for channels that are constant zeros."""
         return self._new(n)
+
+    def is_live(self, slots):
+        """Boolean array: whether each channel may be non-zero once its
+        unit is removed (`f(0) != 0` on the way, a constant added, ...)."""
+        return np.array([int(x) in self._live for x in slots], bool)
+
+    def mark_live(self, slots, reason, finite=True):
+        """Marks the new slots of the current layer (its filters) as
+        non-zero when removed, for `reason`."""
+        where = f"{path_name(self._path)}: {reason}"
+        for x in slots:
+            self._live.setdefault(int(x), where)
+            if not finite:
+                self._nonfinite.add(int(x))
+
+    def with_live(self, slots, live, reason="", finite=True):
+        """The slots of an elementwise result whose channel `c` is zero
+        when removed unless `live[c]`.
+
+        Returns `slots` when nothing changes, else new slots coupled to
+        them (the same units) that carry the new flags. A non-finite value
+        (an infinite padding) stays non-zero whatever is done to it.
+        """
+        slots = np.asarray(slots)
+        live = np.broadcast_to(np.asarray(live, bool), slots.shape)
+        live = live | np.array(
+            [int(x) in self._nonfinite for x in slots], bool
+        )
+        if np.array_equal(live, self.is_live(slots)) and finite:
+            return slots
+        new = self._new(len(slots))
+        self.couple(new, slots)
+        where = f"{path_name(self._path)}: {reason}"
+        for x, old, flag in zip(new, slots, live):
+            if flag:
+                self._live[int(x)] = self._live.get(int(old), where)
+                if not finite or int(old) in self._nonfinite:
+                    self._nonfinite.add(int(x))
+        return new
+
+    def require_zero(self, slots):
+        """Fixes the channels that the current layer (a consumer: kernel
+        rows, a reduction over channels) would lose but that are not zero
+        once removed: its output would change."""
+        if slots is None:
+            return
+        for x in slots:
+            origin = self._live.get(int(x))
+            if origin is not None:
+                self.fix(
+                    [x], f"reads channels that stay non-zero when removed "
+                    f"({origin})",
+                )
 
     def _fixed_slots(self, shape, reason):
         if len(shape) < 2 or shape[-1] is None:
@@ -261,6 +321,7 @@ class ChannelGraph:
 
     def _call(self, layer, path, node, ins):
         self._path = path
+        self.node = node
         rule = get_channel_rule(layer)
         inputs = [
             TensorSlots(tuple(t.shape), s)

@@ -117,9 +117,10 @@ def _variables(layer):
     The key is the variable's name (`"kernel"`, `"gamma"`), or, when
     sublayers repeat a name (two convolutions inside one layer), its path
     below the layer (`"reduce1_conv/kernel"`). Channel rules name weights
-    by these keys.
+    by these keys. Operation nodes (Keras ops applied to tensors) have no
+    variables.
     """
-    weights = layer.weights
+    weights = getattr(layer, "weights", None) or []
     counts = collections.Counter(v.name for v in weights)
     found = {}
     for i, v in enumerate(weights):
