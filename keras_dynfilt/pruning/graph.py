@@ -30,6 +30,17 @@ Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
 Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
 pruning its inputs): its input channels are left alone."""
 
+HeldFixed = collections.namedtuple("HeldFixed", ["reason", "layers", "filters"])
+HeldFixed.__doc__ = """Producer filters that cannot be pruned, and why.
+
+Attributes:
+    reason: String, `"layer: why"`: the layer holding the channels fixed
+        (a barrier, a consumer of channels that stay non-zero, a model
+        output, ...) and the reason.
+    layers: Tuple of the producer layers whose filters it holds.
+    filters: Integer, how many filters it holds.
+"""
+
 _Record = collections.namedtuple(
     "_Record", ["layer", "rule", "in_slots", "out_slots"]
 )
@@ -133,6 +144,53 @@ class FilterGroups(list):
         self.graph = graph
         self.barriers = graph.barriers
 
+    def held_fixed(self):
+        """The producer filters that cannot be pruned, grouped by reason.
+
+        Returns:
+            A list of `HeldFixed(reason, layers, filters)`, most filters
+            first.
+        """
+        graph = self.graph
+        held = collections.defaultdict(list)
+        for slot, (path, _) in graph._atoms.items():
+            reason = graph.fixed.get(int(graph.roots[slot]))
+            if reason is not None:
+                held[reason].append(path)
+        found = [
+            HeldFixed(reason, tuple(dict.fromkeys(paths)), len(paths))
+            for reason, paths in held.items()
+        ]
+        return sorted(found, key=lambda h: -h.filters)
+
+    def explain(self, limit=8):
+        """Why filters are held fixed, as readable lines (a string)."""
+        lines = []
+        held = self.held_fixed()
+        for h in held[:limit]:
+            names = ", ".join(h.layers[:4])
+            if len(h.layers) > 4:
+                names += f" and {len(h.layers) - 4} more"
+            lines.append(f"{h.filters} filters of {names}: held by {h.reason}")
+        if len(held) > limit:
+            lines.append(f"... and {len(held) - limit} more reasons")
+        return "\n".join(lines)
+
+    def prunable_fraction(self):
+        """Prunable producer filters / producer filters not feeding a
+        model output directly (1.0 when there are none)."""
+        graph = self.graph
+        total = prunable = 0
+        groups = set(int(r) for r in graph.prunable_roots)
+        for slot in graph._atoms:
+            root = int(graph.roots[slot])
+            reason = graph.fixed.get(root, "")
+            if reason.endswith("model output"):
+                continue
+            total += 1
+            prunable += root in groups
+        return prunable / total if total else 1.0
+
     def summary(self):
         """A readable table of the groups and barriers (a string)."""
         lines = [f"{'group':<44}{'units':>6}  layers"]
@@ -140,6 +198,8 @@ class FilterGroups(list):
             lines.append(f"{g.name:<44}{g.size:>6}  {', '.join(g.layers)}")
         for b in self.barriers:
             lines.append(f"barrier: {b.layer} ({b.class_name}): {b.reason}")
+        for line in self.explain(limit=20).splitlines():
+            lines.append(f"fixed: {line}")
         return "\n".join(lines)
 
 
@@ -445,7 +505,10 @@ def filter_groups(model, warn=True):
     Args:
         model: A functional or built Sequential `keras.Model`.
         warn: Boolean, whether to warn (`UserWarning`) when the model
-            contains barrier layers.
+            contains barrier layers or when fewer than half of the filters
+            that do not feed a model output can be pruned (the warning
+            names the layers holding them fixed and why; see
+            `FilterGroups.held_fixed`).
 
     Returns:
         A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
@@ -464,14 +527,24 @@ def filter_groups(model, warn=True):
     [('a (+1 coupled)', 8)]
     """
     graph = analyze(model)
-    if warn and graph.barriers:
+    groups = FilterGroups(graph.groups, graph)
+    if not warn:
+        return groups
+    fraction = groups.prunable_fraction()
+    message = []
+    if graph.barriers:
         listed = "; ".join(
             f"{b.layer} ({b.class_name}: {b.reason})" for b in graph.barriers
         )
-        warnings.warn(
+        message.append(
             "The pruning engine treats these layers as barriers (their "
-            f"input channels are never pruned): {listed}",
-            UserWarning,
-            stacklevel=2,
+            f"input channels are never pruned): {listed}."
         )
-    return FilterGroups(graph.groups, graph)
+    if fraction < 0.5:
+        message.append(
+            f"Only {100 * fraction:.0f}% of the filters that do not feed a "
+            "model output can be pruned. Held fixed:\n" + groups.explain()
+        )
+    if message:
+        warnings.warn(" ".join(message), UserWarning, stacklevel=2)
+    return groups

@@ -384,6 +384,11 @@ def _register():
     for cls in free:
         _cost.register_layer_cost(cls, _free)
     _cost.register_layer_cost(ops_numpy.Matmul, _matmul)
+    # A preprocessing layer (x - mean) / sqrt(var): one per element.
+    _cost.register_layer_cost(
+        keras.layers.Normalization,
+        lambda layer, ins, outs: math.prod(int(d) for d in outs[0][1:]),
+    )
     try:
         from keras.src.applications import convnext
     except ImportError:  # pragma: no cover - a Keras without it
