@@ -222,6 +222,7 @@ class ChannelGraph:
         # (`require_zero`); an elementwise op only passes the value on.
         self._live = {}
         self._nonfinite = set()
+        self._tags = {}
         self.node = None
         self.barriers = []
         self.layers = {}
@@ -293,6 +294,15 @@ class ChannelGraph:
                 if not finite or int(old) in self._nonfinite:
                     self._nonfinite.add(int(x))
         return new
+
+    def separate(self, parts):
+        """Keeps the units of each slot array in `parts` in groups of their
+        own (the outputs of a channel split: a group may then never lose
+        every channel of one output, as long as it keeps one unit)."""
+        where = path_name(self._path)
+        for k, slots in enumerate(parts):
+            for x in slots:
+                self._tags.setdefault(int(x), set()).add((where, k))
 
     def require_zero(self, slots):
         """Fixes the channels that the current layer (a consumer: kernel
@@ -430,6 +440,9 @@ class ChannelGraph:
         atoms = collections.defaultdict(set)
         for slot, atom in self._atoms.items():
             atoms[int(self.roots[slot])].add(atom)
+        tags = collections.defaultdict(set)
+        for slot, found in self._tags.items():
+            tags[int(self.roots[slot])].update(found)
         self.fixed = {}
         for slot, reason in self._fixed.items():
             self.fixed.setdefault(int(self.roots[slot]), reason)
@@ -445,10 +458,11 @@ class ChannelGraph:
             unit = tuple(sorted(members, key=atom_key))
             count = collections.Counter(path for path, _ in unit)
             signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
-            by_signature[signature].append((unit, root))
+            key = (signature, tuple(sorted(tags.get(root, ()))))
+            by_signature[key].append((unit, root))
         groups = []
         names = collections.Counter()
-        for signature, members in sorted(
+        for (signature, _), members in sorted(
             by_signature.items(),
             key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
         ):

@@ -195,7 +195,9 @@ class SplitOpRule(ChannelRule):
         if not _last_axis(layer.axis, rank):
             return [slots for _ in output_shapes]
         sizes = _split_sizes(layer, len(slots))
-        return list(np.split(slots, np.cumsum(sizes)[:-1]))
+        parts = list(np.split(slots, np.cumsum(sizes)[:-1]))
+        ctx.separate(parts)  # each output keeps a channel
+        return parts
 
     def compact_config(self, layer, config, keep_in, keep_out):
         if len(keep_out) < 2 or not all(
