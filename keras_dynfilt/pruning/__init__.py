@@ -16,6 +16,7 @@ from keras_dynfilt.pruning.graph import (
     ChannelGraph,
     FilterGroup,
     FilterGroups,
+    HeldFixed,
     analyze,
     filter_groups,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
+    "HeldFixed",
     "WeightAxis",
     "analyze",
     "apply_group_mask",

@@ -222,6 +222,7 @@ class ChannelGraph:
         # (`require_zero`); an elementwise op only passes the value on.
         self._live = {}
         self._nonfinite = set()
+        self._neg_inf_pads = {}  # slot -> (spatial pads, live before)
         self._tags = {}
         self.node = None
         self.barriers = []

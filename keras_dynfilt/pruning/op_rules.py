@@ -256,12 +256,19 @@ class PadOpRule(ChannelRule):
                 [ctx.new_zeros(before), slots, ctx.new_zeros(after)]
             )
         if value != 0 and np.any(pads[:-1]):
-            return [
-                ctx.with_live(
-                    slots, True, f"pads with {value}",
-                    finite=bool(np.isfinite(value)),
-                )
-            ]
+            out = ctx.with_live(
+                slots, True, f"pads with {value}",
+                finite=bool(np.isfinite(value)),
+            )
+            if value == -np.inf and not (before or after):
+                # A max pooling whose windows all hold a real value brings
+                # the zeros back (pre-activation ResNet stems).
+                was_live = ctx.is_live(slots)
+                for x, live in zip(out, was_live):
+                    ctx._neg_inf_pads[int(x)] = (
+                        tuple(map(tuple, pads[1:-1])), bool(live)
+                    )
+            return [out]
         if value != 0 and (before or after):
             live = np.zeros(len(slots), bool)
             live[:before] = True
@@ -278,6 +285,37 @@ class PadOpRule(ChannelRule):
         pads[-1] = [int(keep[:before].sum()),
                     int(keep[len(keep) - after :].sum())]
         return {**config, "pad_width": pads.tolist()}
+
+
+class MaxPoolingRule(ChannelRule):
+    """MaxPooling: a pass-through; after a `-inf` spatial padding that
+    every pooling window overlaps by less than its size, the channels are
+    zero when removed again (max(0, -inf) = 0)."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        from keras_dynfilt.pruning.rules import PassThrough
+
+        outputs = PassThrough().propagate(ctx, layer, inputs, output_shapes)
+        slots = inputs[0].slots
+        if outputs[0] is not slots or layer.padding != "valid":
+            return outputs
+        found = [ctx._neg_inf_pads.get(int(x)) for x in slots]
+        if not slots.size or any(f is None for f in found):
+            return outputs
+        pool = tuple(layer.pool_size)
+        if not all(
+            len(pads) == len(pool) and all(
+                max(p) < k for p, k in zip(pads, pool)
+            )
+            for pads, _ in found
+        ):
+            return outputs
+        new = ctx._new(len(slots))
+        ctx.couple(new, slots)
+        for x, old, (_, live) in zip(new, slots, found):
+            if live:  # non-zero before the padding: still non-zero
+                ctx._live[int(x)] = ctx._live[int(old)]
+        return [new]
 
 
 class ReshapeOpRule(ChannelRule):
@@ -385,6 +423,8 @@ def _register():
         free.append(cls)
     for cls in free:
         _cost.register_layer_cost(cls, _free)
+    for name in ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D"):
+        register_channel_rule(getattr(keras.layers, name), MaxPoolingRule())
     _cost.register_layer_cost(ops_numpy.Matmul, _matmul)
     # A preprocessing layer (x - mean) / sqrt(var): one per element.
     _cost.register_layer_cost(

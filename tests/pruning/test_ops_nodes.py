@@ -121,6 +121,20 @@ def test_constant_operands_pass_through_or_hold_fixed(make, prunable, reason):
         assert held[0].reason.startswith("consumer: reads channels")
 
 
+def test_minus_infinity_padding_then_max_pooling_is_exact(tmp_path):
+    # A pre-activation ResNet stem: pad with -inf, 3x3 max pooling.
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="same", name="stem")(inputs)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=-np.inf)
+    x = L.MaxPooling2D(3, strides=2)(x)
+    x = L.Conv2D(4, 3, name="next")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    groups = filter_groups(model, warn=False)
+    assert {"stem"} in names(groups)
+    check_exact(model, tmp_path)
+
+
 def test_per_channel_constant_is_a_named_barrier():
     inputs = keras.Input((6, 6, 3))
     x = L.Conv2D(4, 1, name="producer")(inputs)
