@@ -409,6 +409,9 @@ class ChannelGraph:
                 layer, inputs, out_shapes, "an input's channels are unknown"
             )
         else:
+            if not rule.elementwise:
+                for t in inputs:
+                    self.require_zero(t.slots)
             outs = list(rule.propagate(self, layer, inputs, out_shapes))
         for shape, slots in zip(out_shapes, outs):
             if slots is not None and len(slots) != shape[-1]:

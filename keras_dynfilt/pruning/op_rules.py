@@ -100,6 +100,8 @@ class ElementwiseOpRule(ChannelRule):
     are zero when one input is zero, the others when all are.
     """
 
+    elementwise = True
+
     def __init__(self, product=False, binary=False):
         self.product = product
         self.binary = binary
@@ -165,6 +167,8 @@ class ConcatenateOpRule(ChannelRule):
     """`keras.ops.concatenate`: channel offsets along the last axis, else
     coupled like a merge."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(output_shapes[0])
         if _last_axis(layer.axis, rank):
@@ -188,6 +192,8 @@ class SplitOpRule(ChannelRule):
     """`keras.ops.split` along channels: output `k` takes a slice of the
     input's channels (the reverse of `Concatenate`); along another axis
     every output follows the input."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         slots = inputs[0].slots
@@ -230,6 +236,8 @@ class PadOpRule(ChannelRule):
     (constant 0, reflect, symmetric keep a zero channel zero; another
     constant makes it non-zero when removed); over the channel axis the
     padded channels are constants, like `ChannelPadding`."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(inputs[0].shape)
@@ -292,6 +300,8 @@ class MaxPoolingRule(ChannelRule):
     every pooling window overlaps by less than its size, the channels are
     zero when removed again (max(0, -inf) = 0)."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         from keras_dynfilt.pruning.rules import PassThrough
 
@@ -322,6 +332,8 @@ class ReshapeOpRule(ChannelRule):
     """`keras.ops.reshape` (the new shape includes the batch axis): keeps
     the last axis, or flattens to `(batch, units)`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         in_shape, out_shape = inputs[0].shape, output_shapes[0]
         if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
@@ -343,6 +355,8 @@ class ReshapeOpRule(ChannelRule):
 
 class ReduceOpRule(ChannelRule):
     """`mean`, `max`, `min`, `sum`, ... over axes other than channels."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(inputs[0].shape)

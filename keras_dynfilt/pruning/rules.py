@@ -102,6 +102,8 @@ class PassThrough(ChannelRule):
     channel `c`, and a zero channel stays zero.
     """
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or len(output_shapes) != 1:
             return ctx.barrier(layer, inputs, output_shapes, "several inputs")
@@ -201,6 +203,9 @@ class NormalizationOverChannelsRule(PassThrough):
                 inputs[0].slots,
                 f"{type(layer).__name__} computes statistics over channels",
             )
+        elif outputs[0] is inputs[0].slots:
+            # Over other axes a zero channel becomes its (unmasked) beta.
+            return [ctx.with_live(outputs[0], True, "normalises 0 to beta")]
         return outputs
 
 
@@ -212,6 +217,8 @@ class ProducerRule(ChannelRule):
     every group is coupled; with `groups == input channels` (depthwise
     written as a grouped convolution) the layer follows its input instead.
     """
+
+    elementwise = True
 
     def __init__(self, count="filters", transpose=False):
         self.count = count
@@ -286,6 +293,8 @@ class ProducerRule(ChannelRule):
 class DepthwiseRule(ChannelRule):
     """DepthwiseConv1D/2D: output `c * m + j` follows input channel `c`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or not _channels_last(layer):
             return ctx.barrier(
@@ -333,6 +342,8 @@ class SeparableRule(ProducerRule):
 class EmbeddingRule(ChannelRule):
     """Embedding: the `output_dim` embedding columns are filters."""
 
+    elementwise = True
+
     needs_input_slots = False
 
     def propagate(self, ctx, layer, inputs, output_shapes):
@@ -357,6 +368,8 @@ class MergeRule(ChannelRule):
     (`product=True`), on *any* input: a squeeze-and-excitation gate
     `x * sigmoid(g)` is removable with `x`, the gate's filter with it.
     """
+
+    elementwise = True
 
     def __init__(self, product=False):
         self.product = product
@@ -412,6 +425,8 @@ def _spatial_size(shape):
 class FlattenRule(ChannelRule):
     """Flatten: channel `c` becomes the input units `p * C + c`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         shape = inputs[0].shape
         size = _spatial_size(shape)
@@ -424,6 +439,8 @@ class FlattenRule(ChannelRule):
 
 class ReshapeRule(ChannelRule):
     """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         in_shape, out_shape = inputs[0].shape, output_shapes[0]
@@ -449,6 +466,8 @@ class ReshapeRule(ChannelRule):
 class InputLayerRule(ChannelRule):
     """A nested model's input: its `batch_shape` follows the kept channels."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         return [inputs[0].slots]
 
@@ -460,6 +479,8 @@ class InputLayerRule(ChannelRule):
 
 class MFMRule(ChannelRule):
     """MFM: output channel `k` couples input channels `k` and `k + N/2`."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         slots = inputs[0].slots
@@ -475,6 +496,8 @@ class MFMRule(ChannelRule):
 
 class ChannelPaddingRule(ChannelRule):
     """ChannelPadding: the padded channels are constant zeros."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         before, after = layer.padding
@@ -589,6 +612,15 @@ def _register_application_layers():
     )
 
 
+class UnitNormalizationRule(PassThrough):
+    """UnitNormalization: a zero channel leaves the norm unchanged; one that
+    stays non-zero when removed would change it."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        ctx.require_zero(inputs[0].slots)
+        return super().propagate(ctx, layer, inputs, output_shapes)
+
+
 def _register_builtin_rules():
     pass_through = PassThrough()
     for name in [
@@ -606,6 +638,7 @@ def _register_builtin_rules():
     ]:
         if hasattr(L, name):
             register_channel_rule(getattr(L, name), pass_through)
+    register_channel_rule(L.UnitNormalization, UnitNormalizationRule())
     register_channel_rule(L.Activation, ActivationRule())
     register_channel_rule(L.PReLU, PReLURule())
     register_channel_rule(L.Softmax, SoftmaxRule())
