@@ -514,10 +514,16 @@ def filter_groups(model, warn=True):
     (activations that keep 0 at 0, pooling, dropout, padding, upsampling,
     global pooling), Concatenate (channel offsets), Flatten (a channel
     becomes `H * W` input units of the next Dense) and depthwise
-    convolutions follow the channels. The model's output channels, channels
-    read by a layer without a registered channel rule (a *barrier*), and
-    channels whose statistics would change (LayerNormalization over
-    channels, softmax over channels, activations with `f(0) != 0`) are never
+    convolutions follow the channels, and so do Keras ops applied to
+    tensors (`x + y`, `x * 2.0`, `keras.ops.pad`, `keras.ops.split`, ...:
+    the rules of their layer equivalents). A channel that stays non-zero
+    once removed (after an activation with `f(0) != 0`, `x + 3.0`) may
+    reach an elementwise consumer (a squeeze-and-excitation `Multiply`
+    whose other input is zero, a BatchNormalization that masking zeroes);
+    one that a consumer slices away (kernel rows) is held fixed. The
+    model's output channels, channels read by a layer without a registered
+    channel rule (a *barrier*), and channels whose statistics would change
+    (LayerNormalization over channels, softmax over channels) are never
     pruned.
 
     Args:
