@@ -59,6 +59,10 @@ def inputs():
     return x.astype("float32")
 
 
+# On JAX the eager calls of a 200-layer network compile op by op (minutes
+# on this machine); the constructs themselves run on JAX in
+# test_ops_nodes.py and test_random_models.py.
+@pytest.mark.tensorflow
 def test_mobilenet_v3_prunes_se_gates_and_compacts_exactly(mobilenet, tmp_path):
     model = mobilenet
     full = model_cost(model)
