@@ -329,6 +329,8 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 "output channels are not model outputs and reach only layers "
                 "the pruning engine understands."
                 + (f" Barrier layers: {barriers}" if barriers else "")
+                + (f" Held fixed:\n{groups.explain()}" if groups.held_fixed()
+                   else "")
             )
         rates = self.pruning_rate
         for names, argument in (

@@ -1,6 +1,9 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
-from keras_dynfilt.pruning import library_layers  # noqa: F401 - registers rules
+from keras_dynfilt.pruning import (
+    library_layers,  # noqa: F401 - registers rules
+    op_rules,  # noqa: F401 - registers rules
+)
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
     LayerCost,
@@ -13,6 +16,7 @@ from keras_dynfilt.pruning.graph import (
     ChannelGraph,
     FilterGroup,
     FilterGroups,
+    HeldFixed,
     analyze,
     filter_groups,
 )
@@ -31,6 +35,7 @@ __all__ = [
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
+    "HeldFixed",
     "WeightAxis",
     "analyze",
     "apply_group_mask",

@@ -244,7 +244,7 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
             )
         for key, initializer in initializers.get(path, {}).items():
             setattr(new, key, initializer)
-        if not old.weights:
+        if not _variables(old):  # operation nodes have no weights at all
             continue
         record = graph.records.get(path_name(path))
         axes = {}

@@ -250,7 +250,9 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
                 in_shapes = [tuple(values[id(t)].shape)
                              for t in node.input_tensors]
                 out_shapes = [tuple(o.shape) for o in outs]
-                params = op.count_params()
+                # Keras ops applied to tensors are operations, not layers.
+                weights = _variables(op)
+                params = sum(_prod(v.shape) for v in weights.values())
                 record = None if pruned is None else pruned[0].records.get(
                     path_name(path)
                 )
@@ -262,7 +264,7 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
                                 for x in record.out_slots]
                     in_shapes = _with_channels(in_shapes, keep_in)
                     out_shapes = _with_channels(out_shapes, keep_out)
-                    if record.rule is not None and op.weights:
+                    if record.rule is not None and weights:
                         params = _compacted_params(
                             op, record,
                             lambda slots: channels.keep_of(slots, removed),
@@ -271,7 +273,7 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
                 fn = _COSTS.get(type(op))
                 if fn is not None:
                     macs = int(fn(op, in_shapes, out_shapes))
-                elif op.weights:
+                elif weights:
                     macs = None
                 else:
                     macs = 0

@@ -30,6 +30,17 @@ Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
 Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
 pruning its inputs): its input channels are left alone."""
 
+HeldFixed = collections.namedtuple("HeldFixed", ["reason", "layers", "filters"])
+HeldFixed.__doc__ = """Producer filters that cannot be pruned, and why.
+
+Attributes:
+    reason: String, `"layer: why"`: the layer holding the channels fixed
+        (a barrier, a consumer of channels that stay non-zero, a model
+        output, ...) and the reason.
+    layers: Tuple of the producer layers whose filters it holds.
+    filters: Integer, how many filters it holds.
+"""
+
 _Record = collections.namedtuple(
     "_Record", ["layer", "rule", "in_slots", "out_slots"]
 )
@@ -169,6 +180,53 @@ class FilterGroups(list):
         self.graph = graph
         self.barriers = graph.barriers
 
+    def held_fixed(self):
+        """The producer filters that cannot be pruned, grouped by reason.
+
+        Returns:
+            A list of `HeldFixed(reason, layers, filters)`, most filters
+            first.
+        """
+        graph = self.graph
+        held = collections.defaultdict(list)
+        for slot, (path, _) in graph._atoms.items():
+            reason = graph.fixed.get(int(graph.roots[slot]))
+            if reason is not None:
+                held[reason].append(path)
+        found = [
+            HeldFixed(reason, tuple(dict.fromkeys(paths)), len(paths))
+            for reason, paths in held.items()
+        ]
+        return sorted(found, key=lambda h: -h.filters)
+
+    def explain(self, limit=8):
+        """Why filters are held fixed, as readable lines (a string)."""
+        lines = []
+        held = self.held_fixed()
+        for h in held[:limit]:
+            names = ", ".join(h.layers[:4])
+            if len(h.layers) > 4:
+                names += f" and {len(h.layers) - 4} more"
+            lines.append(f"{h.filters} filters of {names}: held by {h.reason}")
+        if len(held) > limit:
+            lines.append(f"... and {len(held) - limit} more reasons")
+        return "\n".join(lines)
+
+    def prunable_fraction(self):
+        """Prunable producer filters / producer filters not feeding a
+        model output directly (1.0 when there are none)."""
+        graph = self.graph
+        total = prunable = 0
+        groups = set(int(r) for r in graph.prunable_roots)
+        for slot in graph._atoms:
+            root = int(graph.roots[slot])
+            reason = graph.fixed.get(root, "")
+            if reason.endswith("model output"):
+                continue
+            total += 1
+            prunable += root in groups
+        return prunable / total if total else 1.0
+
     def summary(self):
         """A readable table of the groups and barriers (a string)."""
         lines = [f"{'group':<44}{'units':>6}  layers"]
@@ -176,6 +234,8 @@ class FilterGroups(list):
             lines.append(f"{g.name:<44}{g.size:>6}  {', '.join(g.layers)}")
         for b in self.barriers:
             lines.append(f"barrier: {b.layer} ({b.class_name}): {b.reason}")
+        for line in self.explain(limit=20).splitlines():
+            lines.append(f"fixed: {line}")
         return "\n".join(lines)
 
 
@@ -192,6 +252,15 @@ class ChannelGraph:
         self._parent = []
         self._atoms = {}
         self._fixed = {}
+        # Slots whose channel may be non-zero once its unit is removed (all
+        # its producer filters zeroed): slot -> where that comes from. A
+        # consumer that slices its input channels needs them zero
+        # (`require_zero`); an elementwise op only passes the value on.
+        self._live = {}
+        self._nonfinite = set()
+        self._neg_inf_pads = {}  # slot -> (spatial pads, live before)
+        self._tags = {}
+        self.node = None
         self.barriers = []
         self.layers = {}
         self.records = {}
@@ -223,6 +292,68 @@ class ChannelGraph:
     def new_zeros(self, n):
         """`n` new slots for channels that are constant zeros."""
         return self._new(n)
+
+    def is_live(self, slots):
+        """Boolean array: whether each channel may be non-zero once its
+        unit is removed (`f(0) != 0` on the way, a constant added, ...)."""
+        return np.array([int(x) in self._live for x in slots], bool)
+
+    def mark_live(self, slots, reason, finite=True):
+        """Marks the new slots of the current layer (its filters) as
+        non-zero when removed, for `reason`."""
+        where = f"{path_name(self._path)}: {reason}"
+        for x in slots:
+            self._live.setdefault(int(x), where)
+            if not finite:
+                self._nonfinite.add(int(x))
+
+    def with_live(self, slots, live, reason="", finite=True):
+        """The slots of an elementwise result whose channel `c` is zero
+        when removed unless `live[c]`.
+
+        Returns `slots` when nothing changes, else new slots coupled to
+        them (the same units) that carry the new flags. A non-finite value
+        (an infinite padding) stays non-zero whatever is done to it.
+        """
+        slots = np.asarray(slots)
+        live = np.broadcast_to(np.asarray(live, bool), slots.shape)
+        live = live | np.array(
+            [int(x) in self._nonfinite for x in slots], bool
+        )
+        if np.array_equal(live, self.is_live(slots)) and finite:
+            return slots
+        new = self._new(len(slots))
+        self.couple(new, slots)
+        where = f"{path_name(self._path)}: {reason}"
+        for x, old, flag in zip(new, slots, live):
+            if flag:
+                self._live[int(x)] = self._live.get(int(old), where)
+                if not finite or int(old) in self._nonfinite:
+                    self._nonfinite.add(int(x))
+        return new
+
+    def separate(self, parts):
+        """Keeps the units of each slot array in `parts` in groups of their
+        own (the outputs of a channel split: a group may then never lose
+        every channel of one output, as long as it keeps one unit)."""
+        where = path_name(self._path)
+        for k, slots in enumerate(parts):
+            for x in slots:
+                self._tags.setdefault(int(x), set()).add((where, k))
+
+    def require_zero(self, slots):
+        """Fixes the channels that the current layer (a consumer: kernel
+        rows, a reduction over channels) would lose but that are not zero
+        once removed: its output would change."""
+        if slots is None:
+            return
+        for x in slots:
+            origin = self._live.get(int(x))
+            if origin is not None:
+                self.fix(
+                    [x], f"reads channels that stay non-zero when removed "
+                    f"({origin})",
+                )
 
     def _fixed_slots(self, shape, reason):
         if len(shape) < 2 or shape[-1] is None:
@@ -297,6 +428,7 @@ class ChannelGraph:
 
     def _call(self, layer, path, node, ins):
         self._path = path
+        self.node = node
         rule = get_channel_rule(layer)
         inputs = [
             TensorSlots(tuple(t.shape), s)
@@ -314,6 +446,9 @@ class ChannelGraph:
                 layer, inputs, out_shapes, "an input's channels are unknown"
             )
         else:
+            if not rule.elementwise:
+                for t in inputs:
+                    self.require_zero(t.slots)
             outs = list(rule.propagate(self, layer, inputs, out_shapes))
         for shape, slots in zip(out_shapes, outs):
             if slots is not None and len(slots) != shape[-1]:
@@ -346,6 +481,9 @@ class ChannelGraph:
         atoms = collections.defaultdict(set)
         for slot, atom in self._atoms.items():
             atoms[int(self.roots[slot])].add(atom)
+        tags = collections.defaultdict(set)
+        for slot, found in self._tags.items():
+            tags[int(self.roots[slot])].update(found)
         self.fixed = {}
         for slot, reason in self._fixed.items():
             self.fixed.setdefault(int(self.roots[slot]), reason)
@@ -361,10 +499,11 @@ class ChannelGraph:
             unit = tuple(sorted(members, key=atom_key))
             count = collections.Counter(path for path, _ in unit)
             signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
-            by_signature[signature].append((unit, root))
+            key = (signature, tuple(sorted(tags.get(root, ()))))
+            by_signature[key].append((unit, root))
         groups = []
         names = collections.Counter()
-        for signature, members in sorted(
+        for (signature, _), members in sorted(
             by_signature.items(),
             key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
         ):
@@ -413,17 +552,26 @@ def filter_groups(model, warn=True):
     (activations that keep 0 at 0, pooling, dropout, padding, upsampling,
     global pooling), Concatenate (channel offsets), Flatten (a channel
     becomes `H * W` input units of the next Dense) and depthwise
-    convolutions follow the channels. The model's output channels, channels
-    read by a layer without a registered channel rule (a *barrier*), and
-    channels whose statistics would change (LayerNormalization over
-    channels, softmax over channels, activations with `f(0) != 0`) are never
+    convolutions follow the channels, and so do Keras ops applied to
+    tensors (`x + y`, `x * 2.0`, `keras.ops.pad`, `keras.ops.split`, ...:
+    the rules of their layer equivalents). A channel that stays non-zero
+    once removed (after an activation with `f(0) != 0`, `x + 3.0`) may
+    reach an elementwise consumer (a squeeze-and-excitation `Multiply`
+    whose other input is zero, a BatchNormalization that masking zeroes);
+    one that a consumer slices away (kernel rows) is held fixed. The
+    model's output channels, channels read by a layer without a registered
+    channel rule (a *barrier*), and channels whose statistics would change
+    (LayerNormalization over channels, softmax over channels) are never
     pruned.
 
     Args:
         model: A functional or built Sequential `keras.Model`, or a subclass
             whose `__init__` calls `super().__init__(inputs, outputs)`.
         warn: Boolean, whether to warn (`UserWarning`) when the model
-            contains barrier layers.
+            contains barrier layers or when fewer than half of the filters
+            that do not feed a model output can be pruned (the warning
+            names the layers holding them fixed and why; see
+            `FilterGroups.held_fixed`).
 
     Returns:
         A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
@@ -441,14 +589,24 @@ def filter_groups(model, warn=True):
         [('a (+1 coupled)', 8)]
     """
     graph = analyze(model)
-    if warn and graph.barriers:
+    groups = FilterGroups(graph.groups, graph)
+    if not warn:
+        return groups
+    fraction = groups.prunable_fraction()
+    message = []
+    if graph.barriers:
         listed = "; ".join(
             f"{b.layer} ({b.class_name}: {b.reason})" for b in graph.barriers
         )
-        warnings.warn(
+        message.append(
             "The pruning engine treats these layers as barriers (their "
-            f"input channels are never pruned): {listed}",
-            UserWarning,
-            stacklevel=2,
+            f"input channels are never pruned): {listed}."
         )
-    return FilterGroups(graph.groups, graph)
+    if fraction < 0.5:
+        message.append(
+            f"Only {100 * fraction:.0f}% of the filters that do not feed a "
+            "model output can be pruned. Held fixed:\n" + groups.explain()
+        )
+    if message:
+        warnings.warn(" ".join(message), UserWarning, stacklevel=2)
+    return groups

@@ -60,6 +60,12 @@ class ChannelRule:
     #: the engine makes the layer a barrier without calling the rule.
     needs_input_slots = True
 
+    #: Whether the rule itself deals with input channels that stay non-zero
+    #: once removed (`f(0) != 0` on the way): an elementwise layer passes
+    #: that on, a consumer calls `ctx.require_zero`. When False (a rule
+    #: that does neither), the engine fixes such input channels itself.
+    elementwise = False
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         """Returns one slot array per output.
 
@@ -117,9 +123,10 @@ def _variables(layer):
     The key is the variable's name (`"kernel"`, `"gamma"`), or, when
     sublayers repeat a name (two convolutions inside one layer), its path
     below the layer (`"reduce1_conv/kernel"`). Channel rules name weights
-    by these keys.
+    by these keys. Operation nodes (Keras ops applied to tensors) have no
+    variables.
     """
-    weights = layer.weights
+    weights = getattr(layer, "weights", None) or []
     counts = collections.Counter(v.name for v in weights)
     found = {}
     for i, v in enumerate(weights):

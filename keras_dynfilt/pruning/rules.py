@@ -20,6 +20,7 @@ from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
     WeightAxis,
+    _variables,
     register_channel_rule,
 )
 
@@ -75,7 +76,8 @@ def _probe(activation, probe):
 
 
 def _check_activation(ctx, layer, inputs, output_shapes, slots):
-    """Fixes `slots` (or returns a barrier) for unsafe activations."""
+    """Fixes `slots` (or returns a barrier) for activations that mix
+    channels; marks them non-zero-when-removed where `f(0) != 0`."""
     behaviour = activation_behaviour(getattr(layer, "activation", None))
     if behaviour == "coupling":
         if isinstance(layer, L.Activation):
@@ -86,7 +88,9 @@ def _check_activation(ctx, layer, inputs, output_shapes, slots):
         # output channels are tied together.
         ctx.fix(slots, "the activation mixes channels")
     elif behaviour == "nonzero":
-        ctx.fix(slots, "activation(0) != 0, a removed channel is not zero")
+        # Fine for an elementwise consumer (a gate: 0 * sigmoid(0) = 0);
+        # a consumer that slices the channel fixes it (`require_zero`).
+        slots = ctx.with_live(slots, True, "activation(0) != 0")
     return [slots]
 
 
@@ -97,6 +101,8 @@ class PassThrough(ChannelRule):
     upsampling, global pooling: output channel `c` depends only on input
     channel `c`, and a zero channel stays zero.
     """
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or len(output_shapes) != 1:
@@ -138,10 +144,22 @@ class SoftmaxRule(PassThrough):
             return ctx.barrier(
                 layer, inputs, output_shapes, "softmax over the channel axis"
             )
-        return super().propagate(ctx, layer, inputs, output_shapes)
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        if outputs[0] is not inputs[0].slots:
+            return outputs
+        # Over other axes a zero channel becomes 1 / n.
+        return [ctx.with_live(outputs[0], True, "softmax(0) != 0")]
 
 
 class BatchNormalizationRule(PassThrough):
+    """BatchNormalization, with or without `scale` / `center`.
+
+    With `scale`, masking zeroes gamma (and beta): the output channel is 0
+    whatever comes in. Without it, masking zeroes beta and the moving mean:
+    then BN(0) = 0 in inference and in training (a zero channel has batch
+    mean 0), so a zero channel stays zero.
+    """
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(output_shapes[0])
         if not _last_axis(layer.axis, rank):
@@ -149,19 +167,20 @@ class BatchNormalizationRule(PassThrough):
                 layer, inputs, output_shapes, "normalises a non-last axis"
             )
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
-        if layer.center and not layer.scale:
-            ctx.fix(outputs[0], "BatchNormalization(scale=False) maps 0 to "
-                    "a non-zero value that masking cannot remove")
+        if layer.scale and outputs[0] is inputs[0].slots:
+            return [ctx.with_live(outputs[0], False)]
         return outputs
 
     def weights(self, layer, in_slots, out_slots):
         slots = in_slots[0]
-        return {
-            "gamma": [WeightAxis(0, slots, True)],
-            "beta": [WeightAxis(0, slots, True)],
-            "moving_mean": [WeightAxis(0, slots, False)],
-            "moving_variance": [WeightAxis(0, slots, False)],
-        }
+        found = {}
+        if layer.scale:
+            found["gamma"] = [WeightAxis(0, slots, True)]
+        if layer.center:
+            found["beta"] = [WeightAxis(0, slots, True)]
+        found["moving_mean"] = [WeightAxis(0, slots, not layer.scale)]
+        found["moving_variance"] = [WeightAxis(0, slots, False)]
+        return found
 
 
 class NormalizationOverChannelsRule(PassThrough):
@@ -184,6 +203,9 @@ class NormalizationOverChannelsRule(PassThrough):
                 inputs[0].slots,
                 f"{type(layer).__name__} computes statistics over channels",
             )
+        elif outputs[0] is inputs[0].slots:
+            # Over other axes a zero channel becomes its (unmasked) beta.
+            return [ctx.with_live(outputs[0], True, "normalises 0 to beta")]
         return outputs
 
 
@@ -195,6 +217,8 @@ class ProducerRule(ChannelRule):
     every group is coupled; with `groups == input channels` (depthwise
     written as a grouped convolution) the layer follows its input instead.
     """
+
+    elementwise = True
 
     def __init__(self, count="filters", transpose=False):
         self.count = count
@@ -220,10 +244,13 @@ class ProducerRule(ChannelRule):
         slots_in = inputs[0].slots
         n = getattr(layer, self.count)
         mode = self._mode(layer, len(slots_in))
+        if mode != "depthwise":
+            ctx.require_zero(slots_in)  # kernel rows read every channel
         if mode == "dense":
             out = ctx.new_filters(layer, n)
         elif mode == "depthwise":
-            out = np.repeat(slots_in, n // len(slots_in))
+            # Its filters are masked with the channel: 0 whatever comes in.
+            out = ctx.with_live(np.repeat(slots_in, n // len(slots_in)), False)
         else:
             groups = layer.groups
             per_in, per_out = len(slots_in) // groups, n // groups
@@ -266,12 +293,16 @@ class ProducerRule(ChannelRule):
 class DepthwiseRule(ChannelRule):
     """DepthwiseConv1D/2D: output `c * m + j` follows input channel `c`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or not _channels_last(layer):
             return ctx.barrier(
                 layer, inputs, output_shapes, "data_format='channels_first'"
             )
         out = np.repeat(inputs[0].slots, layer.depth_multiplier)
+        # Its filters are masked with the channel: 0 whatever comes in.
+        out = ctx.with_live(out, False)
         return _check_activation(ctx, layer, inputs, output_shapes, out)
 
     def weights(self, layer, in_slots, out_slots):
@@ -311,6 +342,8 @@ class SeparableRule(ProducerRule):
 class EmbeddingRule(ChannelRule):
     """Embedding: the `output_dim` embedding columns are filters."""
 
+    elementwise = True
+
     needs_input_slots = False
 
     def propagate(self, ctx, layer, inputs, output_shapes):
@@ -330,8 +363,16 @@ class MergeRule(ChannelRule):
     """Add, Subtract, Multiply, Maximum, Minimum, Average.
 
     Channel `c` of every input and of the output are one unit. An input
-    broadcast along channels (size 1) couples nothing.
+    broadcast along channels (size 1) couples nothing. A removed channel is
+    zero at the output when it is zero on every input, or, for `Multiply`
+    (`product=True`), on *any* input: a squeeze-and-excitation gate
+    `x * sigmoid(g)` is removable with `x`, the gate's filter with it.
     """
+
+    elementwise = True
+
+    def __init__(self, product=False):
+        self.product = product
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         width = output_shapes[0][-1]
@@ -342,9 +383,21 @@ class MergeRule(ChannelRule):
             return ctx.barrier(
                 layer, inputs, output_shapes, "inputs of unknown channels"
             )
-        for t in full[1:]:
-            ctx.couple(t.slots, full[0].slots)
-        return [full[0].slots]
+        return [merge_slots(ctx, full, len(full) < len(inputs), self.product)]
+
+
+def merge_slots(ctx, full, broadcast, product):
+    """Couples the full-width inputs of an elementwise merge; the output's
+    slots, non-zero-when-removed as the merge decides."""
+    for t in full[1:]:
+        ctx.couple(t.slots, full[0].slots)
+    flags = [ctx.is_live(t.slots) for t in full]
+    if product:
+        live = np.logical_and.reduce(flags)
+    else:
+        # x + b with b broadcast along channels: b is no part of the unit.
+        live = np.logical_or.reduce(flags) | broadcast
+    return ctx.with_live(full[0].slots, live, "merged with a non-zero value")
 
 
 class ConcatenateRule(MergeRule):
@@ -372,6 +425,8 @@ def _spatial_size(shape):
 class FlattenRule(ChannelRule):
     """Flatten: channel `c` becomes the input units `p * C + c`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         shape = inputs[0].shape
         size = _spatial_size(shape)
@@ -384,6 +439,8 @@ class FlattenRule(ChannelRule):
 
 class ReshapeRule(ChannelRule):
     """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         in_shape, out_shape = inputs[0].shape, output_shapes[0]
@@ -409,6 +466,8 @@ class ReshapeRule(ChannelRule):
 class InputLayerRule(ChannelRule):
     """A nested model's input: its `batch_shape` follows the kept channels."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         return [inputs[0].slots]
 
@@ -421,6 +480,8 @@ class InputLayerRule(ChannelRule):
 class MFMRule(ChannelRule):
     """MFM: output channel `k` couples input channels `k` and `k + N/2`."""
 
+    elementwise = True
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         slots = inputs[0].slots
         if not _last_axis(layer.axis, len(inputs[0].shape)):
@@ -429,11 +490,14 @@ class MFMRule(ChannelRule):
             )
         half = len(slots) // 2
         ctx.couple(slots[half:], slots[:half])
-        return [slots[:half]]
+        live = ctx.is_live(slots[:half]) | ctx.is_live(slots[half:])
+        return [ctx.with_live(slots[:half], live)]
 
 
 class ChannelPaddingRule(ChannelRule):
     """ChannelPadding: the padded channels are constant zeros."""
+
+    elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         before, after = layer.padding
@@ -455,6 +519,108 @@ class ChannelPaddingRule(ChannelRule):
         }
 
 
+def _per_channel(value, width):
+    """`value` as a NumPy array when it holds one entry per channel."""
+    array = np.asarray(value, "float64")
+    if array.ndim and array.shape[-1] == width and width > 1:
+        return array
+    return None
+
+
+class RescalingRule(PassThrough):
+    """Rescaling: `x * scale + offset`, channel by channel.
+
+    A zero channel stays zero when its offset is 0 (otherwise the channel
+    is non-zero when removed, which only an elementwise consumer accepts).
+    Per-channel `scale` / `offset` lists are sliced on compaction.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        slots = inputs[0].slots
+        if outputs[0] is not slots:
+            return outputs
+        for value in (layer.scale, layer.offset):
+            array = np.asarray(value)
+            if array.ndim and array.shape[-1] not in (1, len(slots)):
+                return ctx.barrier(
+                    layer, inputs, output_shapes,
+                    "scale or offset of another shape than the channels",
+                )
+        offset = np.broadcast_to(
+            np.asarray(layer.offset, "float64"), (len(slots),)
+        )
+        if np.any(offset != 0):
+            return [ctx.with_live(slots, offset != 0, "offset != 0")]
+        return outputs
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        config = dict(config)
+        width = len(keep_in[0])
+        for key in ("scale", "offset"):
+            array = _per_channel(config[key], width)
+            if array is not None:
+                config[key] = np.compress(keep_in[0], array, axis=-1).tolist()
+        return config
+
+
+class ChannelScaleRule(PassThrough):
+    """A layer multiplying channel `c` by its own weight (ConvNeXt's
+    `LayerScale`): zero stays zero; the weight is sliced with the channel
+    and the width argument (`width_key`) follows the kept channels."""
+
+    def __init__(self, weight, width_key):
+        self.weight = weight
+        self.width_key = width_key
+
+    def _key(self, layer):
+        variable = getattr(layer, self.weight)
+        return next(k for k, v in _variables(layer).items() if v is variable)
+
+    def weights(self, layer, in_slots, out_slots):
+        return {self._key(layer): [WeightAxis(0, in_slots[0], False)]}
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        return {**config, self.width_key: int(keep_in[0].sum())}
+
+
+class ScaledSumRule(MergeRule):
+    """InceptionResNetV2's `CustomScaleLayer`: `x + scale * r`, a merge."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        width = output_shapes[0][-1]
+        if len(inputs) != 2 or any(t.shape[-1] != width for t in inputs):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "inputs of other widths"
+            )
+        return super().propagate(ctx, layer, inputs, output_shapes)
+
+
+def _register_application_layers():
+    """Layers that keras.applications models define for themselves."""
+    try:
+        from keras.src.applications import convnext, inception_resnet_v2
+    except ImportError:  # pragma: no cover - a Keras without them
+        return
+    register_channel_rule(
+        convnext.LayerScale, ChannelScaleRule("gamma", "projection_dim")
+    )
+    # (x / keep_prob) * random per sample: zero stays zero.
+    register_channel_rule(convnext.StochasticDepth, PassThrough())
+    register_channel_rule(
+        inception_resnet_v2.CustomScaleLayer, ScaledSumRule()
+    )
+
+
+class UnitNormalizationRule(PassThrough):
+    """UnitNormalization: a zero channel leaves the norm unchanged; one that
+    stays non-zero when removed would change it."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        ctx.require_zero(inputs[0].slots)
+        return super().propagate(ctx, layer, inputs, output_shapes)
+
+
 def _register_builtin_rules():
     pass_through = PassThrough()
     for name in [
@@ -472,6 +638,7 @@ def _register_builtin_rules():
     ]:
         if hasattr(L, name):
             register_channel_rule(getattr(L, name), pass_through)
+    register_channel_rule(L.UnitNormalization, UnitNormalizationRule())
     register_channel_rule(L.Activation, ActivationRule())
     register_channel_rule(L.PReLU, PReLURule())
     register_channel_rule(L.Softmax, SoftmaxRule())
@@ -489,9 +656,10 @@ def _register_builtin_rules():
         register_channel_rule(cls, SeparableRule())
     register_channel_rule(L.Embedding, EmbeddingRule())
     merge = MergeRule()
-    for cls in (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum,
-                L.Average):
+    for cls in (L.Add, L.Subtract, L.Maximum, L.Minimum, L.Average):
         register_channel_rule(cls, merge)
+    register_channel_rule(L.Multiply, MergeRule(product=True))
+    register_channel_rule(L.Rescaling, RescalingRule())
     register_channel_rule(L.Concatenate, ConcatenateRule())
     register_channel_rule(L.Flatten, FlattenRule())
     register_channel_rule(L.Reshape, ReshapeRule())
@@ -501,3 +669,4 @@ def _register_builtin_rules():
 
 
 _register_builtin_rules()
+_register_application_layers()

@@ -124,7 +124,6 @@ def test_barriers_are_reported_and_block_pruning(make, reason):
         lambda x: L.LayerNormalization()(x),
         lambda x: L.GroupNormalization(groups=2)(x),
         lambda x: L.Activation("sigmoid")(x),
-        lambda x: L.BatchNormalization(scale=False)(x),
     ],
 )
 def test_channels_whose_statistics_change_are_fixed(make):
