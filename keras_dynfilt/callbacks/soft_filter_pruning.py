@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_int, check_positive_int
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
 from keras_dynfilt.pruning.graph import filter_groups
@@ -249,16 +250,7 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 f"Received: criterion={criterion!r}"
             )
         self.criterion = criterion
-        if (
-            isinstance(frequency, bool)
-            or not isinstance(frequency, numbers.Integral)
-            or frequency < 1
-        ):
-            raise ValueError(
-                "`frequency` must be a positive integer. "
-                f"Received: frequency={frequency!r}"
-            )
-        self.frequency = int(frequency)
+        self.frequency = check_positive_int(frequency, "frequency")
         self.layers = _check_names(layers, "layers")
         self.exclude = _check_names(exclude, "exclude")
         if schedule is not None and not callable(schedule):
@@ -276,16 +268,9 @@ class SoftFilterPruning(keras.callbacks.Callback):
             )
         self.schedule = schedule
         self.verbose = verbose
-        if (
-            isinstance(finetune_epochs, bool)
-            or not isinstance(finetune_epochs, numbers.Integral)
-            or finetune_epochs < 0
-        ):
-            raise ValueError(
-                "`finetune_epochs` must be an integer >= 0. "
-                f"Received: finetune_epochs={finetune_epochs!r}"
-            )
-        self.finetune_epochs = int(finetune_epochs)
+        self.finetune_epochs = check_int(
+            finetune_epochs, "finetune_epochs", minimum=0, maximum=None
+        )
         self.groups = None
         self.masks = None
 
