@@ -46,8 +46,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-    """Each test starts seeded, in float32, from a clear Keras session."""
-    keras.backend.clear_session()
+    """Each test starts seeded, in float32, from a clear Keras session.
+
+    `free_memory=False` skips the full `gc.collect()` Keras would run: with
+    TensorFlow and the test modules loaded it costs 0.2-0.5 s, which over
+    ~840 tests was 40% of the suite's time. Python's own collector still
+    runs; nothing a test checks depends on when cyclic garbage is freed.
+    """
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(1337)
     policy = keras.config.dtype_policy()
     yield

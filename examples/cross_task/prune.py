@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 from keras_dynfilt import cross_task, training  # noqa: E402
+from keras_dynfilt.pruning import inference_latency  # noqa: E402
 
 THRESHOLDS = (0.1, 0.01, 0.001)
 
@@ -70,28 +71,15 @@ def fine_tune(pruned, task, args):
 
 
 def inference_speed(full, small, x, repeats):
-    """Median seconds per batch of two models, timed alternately."""
-    import tensorflow as tf
-
-    fns = {name: tf.function(lambda v, m=m: m(v, training=False))
-           for name, m in (("full", full), ("pruned", small))}
+    """Median seconds per batch of the full and the pruned model."""
     out = {}
     for batch in (1, 64):
-        xb = tf.constant(x[:batch])
-        calls = 20 if batch == 1 else 3
-        times = {name: [] for name in fns}
-        for fn in fns.values():
-            fn(xb)  # trace and warm up
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    fn(xb).numpy()
-                times[name].append((time.perf_counter() - start) / calls)
-        med = {name: float(np.median(t)) for name, t in times.items()}
+        full_s, pruned_s = inference_latency(
+            [full, small], x[:batch], repeats=repeats,
+            calls=20 if batch == 1 else 3)
         out[f"batch_{batch}"] = {
-            "full_seconds": med["full"], "pruned_seconds": med["pruned"],
-            "speedup": med["full"] / med["pruned"],
+            "full_seconds": full_s, "pruned_seconds": pruned_s,
+            "speedup": full_s / pruned_s,
         }
     return out
 

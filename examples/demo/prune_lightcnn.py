@@ -16,40 +16,13 @@ the small model (`compact.keras`, loads with `safe_mode=True`),
 """
 
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
 
 import keras_dynfilt
 from keras_dynfilt import training
-from keras_dynfilt.pruning import model_cost
-
-
-def _predict_fn(model):
-    """The model's inference call, compiled as the backend compiles it."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(lambda x: model(x, training=False))
-    return model.predict_on_batch
-
-
-def latency(models, x, repeats=30):
-    """Median seconds per call of each model on `x`, calls interleaved so
-    that load on the machine hits every model alike."""
-    fns = [_predict_fn(m) for m in models]
-    for fn in fns:  # trace and warm up
-        fn(x)
-        fn(x)
-    times = [[] for _ in models]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            keras.ops.convert_to_numpy(fn(x))
-            ts.append(time.perf_counter() - start)
-    return [statistics.median(ts) for ts in times]
+from keras_dynfilt.pruning import inference_latency, model_cost
 
 
 def plot(history, full_cost, small_cost, path):
@@ -160,7 +133,7 @@ def main(argv=None):
     )
     sizes = {1: x[:1], 64: np.concatenate([x] * (64 // len(x) + 1))[:64]}
     seconds = {
-        b: latency([model, small], xb, repeats=args.timing_repeats)
+        b: inference_latency([model, small], xb, repeats=args.timing_repeats)
         for b, xb in sizes.items()
     }
 

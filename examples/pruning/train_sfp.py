@@ -29,7 +29,6 @@ import json
 import math
 import os
 import pathlib
-import statistics
 import time
 
 import keras
@@ -37,7 +36,7 @@ import numpy as np
 
 import keras_dynfilt
 from keras_dynfilt import training
-from keras_dynfilt.pruning import compact, model_cost
+from keras_dynfilt.pruning import compact, inference_latency, model_cost
 
 
 class SoftSnapshot(keras.callbacks.Callback):
@@ -71,31 +70,6 @@ class SoftSnapshot(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.finetune_epochs and self._last() and self.weights is None:
             self.weights = self.model.get_weights()
-
-
-def time_inference(models, x, repeats=25, inner=3):
-    """Median seconds per call of each model on `x`, interleaved repeats."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        fns = [
-            tf.function(lambda t, m=m: m(t, training=False)) for m in models
-        ]
-    else:
-        # The backend's compiled predict step; its NumPy result waits for
-        # the device (JAX dispatches asynchronously).
-        fns = [m.predict_on_batch for m in models]
-    for fn in fns:
-        fn(x)
-        fn(x)
-    times = [[] for _ in models]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn(x)
-            times[i].append((time.perf_counter() - start) / inner)
-    return [statistics.median(t) for t in times]
 
 
 def plot_sfp(histories, path, title):
@@ -285,8 +259,9 @@ def main(argv=None):
     full_cost, small_cost = model_cost(model), model_cost(small)
     timings = {}
     for batch in (1, 64):
-        masked_s, compact_s = time_inference(
-            [model, small], x_test[:batch], repeats=args.timing_repeats
+        masked_s, compact_s = inference_latency(
+            [model, small], x_test[:batch], repeats=args.timing_repeats,
+            calls=3,
         )
         timings[str(batch)] = {
             "masked_seconds": masked_s, "compacted_seconds": compact_s,

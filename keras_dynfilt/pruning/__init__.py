@@ -20,6 +20,7 @@ from keras_dynfilt.pruning.graph import (
     analyze,
     filter_groups,
 )
+from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
@@ -41,6 +42,7 @@ __all__ = [
     "apply_group_mask",
     "compact",
     "filter_groups",
+    "inference_latency",
     "get_channel_rule",
     "model_cost",
     "print_cost",

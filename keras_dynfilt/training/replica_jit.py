@@ -206,6 +206,23 @@ class ReplicaJitMixin:
         super().compile(*args, jit_compile=jit_compile, **kwargs)
         self._replica_grad_fn = None
 
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and self.replica_jit:
+            # Keras saw jit_compile=False (XLA moved inside the replica
+            # step); save what the user asked for.
+            config["jit_compile"] = True
+        return config
+
+    def compile_from_config(self, config):
+        # Keras skips compile-on-load for models whose `compile` is
+        # overridden; this one only adds per-replica XLA, so it is safe to
+        # call. Loaded under a strategy scope, XLA goes per replica again.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def replica_jit(self):
         """True when training steps use per-replica XLA compilation."""

@@ -184,6 +184,10 @@ def test_replica_jit_model_wrap_saves_and_loads(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(restored, ReplicaJitModel)
+    # Compiled on load, with the jit_compile the user asked for.
+    assert restored.compiled
+    assert restored.get_compile_config()["jit_compile"] is True
+    assert model.get_compile_config()["jit_compile"] is True
     np.testing.assert_allclose(
         restored.predict(x, verbose=0),
         model.predict(x, verbose=0),
