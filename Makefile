@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 # Keras on JAX with no TensorFlow installed: proves the layers never import it.
 $(VENV_JAX)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV_JAX)
-	$(PYTHON) .ci/requirements.py jax sklearn plot dev > $(VENV_JAX)/requirements.txt
+	$(PYTHON) .ci/requirements.py jax tuner sklearn plot dev > $(VENV_JAX)/requirements.txt
 	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) -r $(VENV_JAX)/requirements.txt
 	$(VENV_JAX)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@

@@ -78,7 +78,8 @@ def calibrate(model, x, seed):
         layer.momentum = 0.0
         if layer.gamma is not None:
             layer.gamma.assign(
-                rng.uniform(0.5, 1.5, layer.gamma.shape).astype("float32")
+                rng.uniform(0.5, 1.5, layer.gamma.shape).astype(
+                    layer.gamma.dtype)
             )
     model(x, training=True)
     for layer, value in zip(norms, momentum):
@@ -117,10 +118,10 @@ def check(name, size, rate, seed, batch):
             shape = tuple(layer.kernel.shape)
             layer.kernel.assign(np.random.default_rng(seed).normal(
                 0, 1 / np.sqrt(shape[0] * shape[1]), shape
-            ).astype("float32"))
+            ).astype(layer.kernel.dtype))
     x = np.random.default_rng(seed + 1).uniform(
         0, 255, (batch, size, size, 3)
-    ).astype("float32")
+    ).astype(keras.config.floatx())
     calibrate(model, x, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -177,12 +178,19 @@ def main():
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="applications.json")
+    parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "float64"),
+        help="keras.config.floatx() for the whole check; float64 separates "
+        "rounding amplified by a deep random network from a compaction bug",
+    )
     args = parser.parse_args()
+    keras.config.set_floatx(args.dtype)
     names = args.models or applications()
     results = {
         "arguments": vars(args),
         "versions": {
             "keras": keras.__version__, "backend": keras.backend.backend(),
+            "floatx": keras.config.floatx(),
             "python": platform.python_version(),
         },
         "models": [],
