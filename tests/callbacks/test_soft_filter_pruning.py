@@ -517,6 +517,15 @@ def test_finetune_epochs_must_leave_a_soft_epoch():
         SoftFilterPruning(finetune_epochs=-1)
 
 
+# Keras's PyTorch trainer refuses steps_per_execution > 1 ("must be 1 with the
+# PyTorch backend"), so there is nothing to test there.
+needs_steps_per_execution = pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras's PyTorch backend has no steps_per_execution > 1",
+)
+
+
+@needs_steps_per_execution
 @pytest.mark.parametrize("steps_per_execution", [2, 4])
 def test_schedule_with_steps_per_execution(steps_per_execution):
     # Due steps 0, 3, 6 (frequency 3): with 2 steps per execution, the
@@ -539,6 +548,7 @@ def test_schedule_with_steps_per_execution(steps_per_execution):
     assert len(zero_filters(model, "a")) == 5  # final: sparsity 0.5
 
 
+@needs_steps_per_execution
 def test_epoch_masks_with_steps_per_execution():
     model = compiled(shifted(residual_model()), momentum=0.9,
                      steps_per_execution=3)

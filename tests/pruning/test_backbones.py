@@ -326,8 +326,10 @@ def test_renamed_and_nameless_layers_are_matched_by_position():
     (renamed,) = [la for la in small.layers if isinstance(la, RenamingConv)]
     assert renamed.name == "ren_0_0" and renamed.filters == 5
     np.testing.assert_array_equal(
-        renamed.kernel,
-        ops.take(model.get_layer("ren_0").kernel, [0, 2, 3, 4, 5], axis=3),
+        ops.convert_to_numpy(renamed.kernel),
+        ops.convert_to_numpy(
+            ops.take(model.get_layer("ren_0").kernel, [0, 2, 3, 4, 5], axis=3)
+        ),
     )
     model = randomize(
         _network(NamelessConv(6, 3, name="nl", **ZEROS), "nameless"))
