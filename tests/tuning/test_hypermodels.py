@@ -4,11 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-# KerasTuner belongs to the TensorFlow test environment (the `tuner` extra),
-# where its absence is an error; the JAX environment may lack it.
-if keras.backend.backend() != "tensorflow":
-    pytest.importorskip("keras_tuner")
-
 from keras_dynfilt import tuning  # noqa: E402
 from keras_dynfilt.callbacks import SoftFilterPruning  # noqa: E402
 from tests.tuning.common import image_data, kt, tiny_conv  # noqa: E402

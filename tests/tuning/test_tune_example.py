@@ -15,9 +15,7 @@ import sys
 
 import pytest
 
-pytest.importorskip("keras_tuner")
-
-from tests.scripts import ROOT, load_script  # noqa: E402
+from tests.scripts import ROOT, load_script
 
 TINY = [
     "--dataset", "digits", "--limit-train", "300", "--epochs", "1",
