@@ -182,7 +182,7 @@ def main(argv=None):
     if args.pruning_rate is None:
         args.pruning_rate = 0.4 if args.depth == 56 else 0.3
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     print(
         f"dataset {data.name} ({data.source}): {data.num_train} train / "

@@ -237,7 +237,7 @@ def main(argv=None):
             f"{args.validation_fraction}"
         )
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     x_all, y_all = training.numpy_split(data, "train")
     x_test, y_test = training.numpy_split(data, "test")
