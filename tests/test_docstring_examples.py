@@ -17,7 +17,15 @@ import pytest
 
 import keras_dynfilt
 
-_PACKAGES = ["callbacks", "layers", "models", "optimizers", "pruning"]
+_PACKAGES = [
+    "callbacks",
+    "cross_task",
+    "layers",
+    "models",
+    "optimizers",
+    "pruning",
+    "tuning",
+]
 if keras.backend.backend() == "tensorflow":
     _PACKAGES.append("training")
 
