@@ -79,19 +79,32 @@ class ExperimentRun:
         arguments: Further entries of `results.json`'s `"arguments"` (a
             script's own settings, e.g. its number of epochs).
 
-    Example:
+    Examples:
 
-    ```python
-    run = keras_dynfilt.training.ExperimentRun(
-        output_dir="runs/mine", dataset="digits", batch_size=64)
-    data = run.load_data()
-    with run.strategy.scope():
-        model = build_model(data.input_shape, data.num_classes)
-        run.compile(model, optimizer="adam",
-                    loss="sparse_categorical_crossentropy")
-    history = model.fit(data.train, epochs=3, callbacks=run.callbacks())
-    run.finish(history, model.evaluate(data.test, return_dict=True))
-    ```
+    A run on scikit-learn's digits, without a command line:
+
+    >>> import tempfile
+    >>> run = keras_dynfilt.training.ExperimentRun(
+    ...     output_dir=tempfile.mkdtemp(), dataset="digits", batch_size=64,
+    ...     limit_train=256, arguments={"epochs": 1})
+    >>> data = run.load_data()
+    >>> with run.strategy.scope():
+    ...     model = keras.Sequential([
+    ...         keras.Input(data.input_shape),
+    ...         keras.layers.Flatten(),
+    ...         keras.layers.Dense(data.num_classes),
+    ...     ])
+    ...     model = run.compile(
+    ...         model, optimizer="adam",
+    ...         loss=keras.losses.SparseCategoricalCrossentropy(
+    ...             from_logits=True))
+    >>> history = model.fit(
+    ...     data.train, epochs=1, verbose=0, callbacks=run.callbacks())
+    >>> results = run.finish(history, plot=False)
+    >>> results["arguments"]["epochs"], results["dataset"]["num_train"]
+    (1, 256)
+    >>> len(results["epoch_seconds"]), results["num_replicas"]
+    (1, 1)
     """
 
     def __init__(
