@@ -2,6 +2,8 @@
 #   make demo   - LightCNN trained under Soft Filter Pruning on Fashion-MNIST
 #                 (offline), compacted, before/after table
 #   make test   - the whole test suite
+#   make test-fast - the suite without the end-to-end example, training
+#                 and tuning runs (marked `slow`)
 PYTHON ?= python3
 VENV := .venv
 VENV_JAX := .venv-jax
@@ -9,7 +11,7 @@ VENV_TORCH := .venv-torch
 PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv venv-jax venv-torch data demo test test-jax test-torch lint docs clean
+.PHONY: venv venv-jax venv-torch data demo test test-fast test-jax test-torch lint docs clean
 
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
@@ -61,6 +63,11 @@ PYTEST_FLAGS ?= -n 2 --dist loadfile --durations=15
 
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_FLAGS)
+
+# The edit-test loop: everything but the tests marked `slow` (end-to-end
+# example, training and tuning runs). `make test` and CI run them all.
+test-fast: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_FLAGS) -m "not slow"
 
 test-jax: venv-jax
 	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS)

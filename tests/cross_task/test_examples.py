@@ -4,8 +4,10 @@ import pytest
 
 from tests import scripts
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
+
 @pytest.mark.tensorflow
 def test_examples_smoke_run_on_digits(tmp_path):
     """train_primary -> transfer -> prune on scikit-learn's digits (offline)."""

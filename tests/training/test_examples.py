@@ -11,6 +11,9 @@ import pytest
 
 from tests.scripts import load_script
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
