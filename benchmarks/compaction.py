@@ -51,6 +51,7 @@ from keras_dynfilt.pruning import (  # noqa: E402
     apply_group_mask,
     compact,
     filter_groups,
+    inference_latency,
     model_cost,
 )
 
@@ -225,7 +226,18 @@ def timed(fn, x):
 
 
 def compare(full, small, x, repeats):
-    """Median time of both runners on `x`, interleaved."""
+    """Median time of both runners on `x`, interleaved.
+
+    The `tf` runtime is the Keras models themselves, timed by the library's
+    `keras_dynfilt.pruning.inference_latency`; XLA, LiteRT and ONNX Runtime
+    run exported functions, which it cannot call: they are timed here, the
+    same way (warmed up, interleaved, median).
+    """
+    if full.runtime == "tf":
+        full_s, small_s = inference_latency(
+            [full.model, small.model], x, repeats=repeats
+        )
+        return _timing(x, repeats, full_s, small_s)
     for fn in (full, small):  # trace, compile, allocate and warm up
         for _ in range(3):
             timed(fn, x)
@@ -234,8 +246,13 @@ def compare(full, small, x, repeats):
     for i in range(repeats):  # interleaved: both see the same machine load
         for name, fn in pair if i % 2 == 0 else pair[::-1]:
             times[name].append(timed(fn, x))
-    full_s = float(np.median(times["full"]))
-    small_s = float(np.median(times["compacted"]))
+    return _timing(
+        x, repeats, float(np.median(times["full"])),
+        float(np.median(times["compacted"])),
+    )
+
+
+def _timing(x, repeats, full_s, small_s):
     return {
         "batch": int(x.shape[0]),
         "repeats": repeats,
