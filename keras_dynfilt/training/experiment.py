@@ -39,6 +39,12 @@ from keras_dynfilt.training.strategies import (
     split_cpu,
 )
 
+# The keyword arguments that are also `example_argument_parser`'s flags.
+_SETTINGS = (
+    "output_dir", "dataset", "data_dir", "batch_size", "seed", "strategy",
+    "jit_compile", "mixed_precision", "deterministic", "cpu_replicas",
+    "steps_per_epoch", "limit_train",
+)
 # `jit_compile` as given (the command line's strings too) -> Keras's value.
 _JIT_COMPILE = {"auto": "auto", "true": True, "false": False,
                 True: True, False: False}
@@ -225,21 +231,8 @@ class ExperimentRun:
                     f"`--{flag.replace('_', '-')}` must be a positive "
                     f"integer. Received: {value}"
                 )
-        return cls(
-            output_dir=args.output_dir,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            strategy=args.strategy,
-            jit_compile=args.jit_compile,
-            mixed_precision=args.mixed_precision,
-            deterministic=args.deterministic,
-            cpu_replicas=args.cpu_replicas,
-            steps_per_epoch=args.steps_per_epoch,
-            limit_train=args.limit_train,
-            arguments=vars(args),
-        )
+        settings = {name: getattr(args, name) for name in _SETTINGS}
+        return cls(**settings, arguments=vars(args))
 
     @property
     def is_chief(self):
