@@ -1,5 +1,6 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import collections
 import logging
 import warnings
 
@@ -11,7 +12,7 @@ from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -32,6 +33,7 @@ def _removed_from_masks(graph, masks):
     for slot, atom in graph._atoms.items():
         atom_root[atom] = int(graph.roots[slot])
     prunable = set(int(r) for r in graph.prunable_roots)
+    counts = collections.Counter(path for path, _ in atom_root)
 
     def request(root, keep, where):
         if root in wanted and wanted[root][0] != keep:
@@ -61,7 +63,7 @@ def _removed_from_masks(graph, masks):
                 f"`masks` names layer {key!r}, which is not a layer of the "
                 f"model. Layers: {sorted(graph.layers)}"
             )
-        count = sum(1 for atom in atom_root if atom[0] == key)
+        count = counts[key]
         if count == 0:
             raise ValueError(
                 f"`masks` names layer {key!r}, which has no prunable filters."
@@ -298,6 +300,19 @@ def _rebuild_reported(graph, model, removed):
     return _rebuild(graph, model, removed, report), report
 
 
+def _analysis_of(model, masks):
+    """The analysis behind the masks' groups, else the model's latest one
+    (see `cached_analysis`): analysing again costs as much as rebuilding."""
+    for key in masks or ():
+        if (
+            isinstance(key, FilterGroup)
+            and key.graph.model is model
+            and key.graph.is_current()
+        ):
+            return key.graph
+    return cached_analysis(model)
+
+
 def compact(model, masks=None):
     """Builds a physically smaller copy of a model without removed filters.
 
@@ -367,11 +382,12 @@ def compact(model, masks=None):
         # Booleans only: an index array read as a mask removes other filters.
         where = key.name if isinstance(key, FilterGroup) else key
         check_keep_mask(keep, None, f"masks[{where!r}]")
-    graph = analyze(model)
+    graph = _analysis_of(model, masks)
     if masks is None:
         removed = zero_units(graph)
     else:
         removed = _removed_from_masks(graph, masks)
+    removed = graph.removed_lookup(removed)
     _check_nothing_empty(graph, removed)
     new_model, report = _rebuild_reported(graph, model, removed)
     for path, class_name in report.own_class:

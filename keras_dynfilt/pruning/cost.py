@@ -26,7 +26,7 @@ from keras_dynfilt.layers.channel_padding import ChannelPadding
 from keras_dynfilt.layers.mfm import MFM
 from keras_dynfilt.pruning.graph import (
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -373,8 +373,11 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
         _check_input_shapes(shapes, graph.inputs, input_shape)
     pruned = None
     if compacted:
-        pruned_graph = analyze(model)
-        pruned = (pruned_graph, zero_units(pruned_graph))
+        pruned_graph = cached_analysis(model)
+        pruned = (
+            pruned_graph,
+            pruned_graph.removed_lookup(zero_units(pruned_graph)),
+        )
     specs = [
         keras.KerasTensor((1,) + s, dtype=x.dtype)
         for s, x in zip(shapes, graph.inputs)

@@ -14,6 +14,7 @@ This module reads the functional graph through Keras's node structures
 
 import collections
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -265,6 +266,8 @@ class ChannelGraph:
         self.layers = {}
         self.records = {}
         self._path = ()
+        self._zero_targets = None  # masking's targets, by group
+        self._graphs = []  # (model, its graph) of every graph model walked
         graph = graph_of(model)
         inputs = [
             self._fixed_slots(tuple(t.shape), "model input")
@@ -402,6 +405,7 @@ class ChannelGraph:
     # -- the walk ------------------------------------------------------------
     def _walk(self, model, in_slots, prefix):
         graph = graph_of(model)
+        self._graphs.append((model, graph))
         values = {}
         for tensor, slots in zip(graph.inputs, in_slots):
             values[id(tensor)] = slots
@@ -525,17 +529,82 @@ class ChannelGraph:
         self.prunable_roots = np.array(
             sorted(r for g in groups for r in g._roots), np.int64
         )
+        self._analysed = self._signature()
 
-    def keep_of(self, slots, removed_roots):
-        """Boolean keep array for a slot array, given the removed roots."""
+    def removed_lookup(self, removed_roots):
+        """Boolean array over roots, True where the root is removed: index
+        it with `roots[slots]` instead of searching the removed roots again
+        for every slot array (that search made compaction quadratic)."""
+        lookup = np.zeros(len(self.roots), bool)
+        lookup[np.asarray(removed_roots, np.int64)] = True
+        return lookup
+
+    def keep_of(self, slots, removed):
+        """Boolean keep array for a slot array.
+
+        `removed` is the array of removed roots, or better the boolean
+        `removed_lookup` of it (built once for many slot arrays).
+        """
         if slots is None:
             return None
-        return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
+        removed = np.asarray(removed)
+        if removed.dtype != bool or removed.shape != self.roots.shape:
+            removed = self.removed_lookup(removed)
+        return ~removed[self.roots[np.asarray(slots, np.int64)]]
+
+
+    def is_current(self):
+        """Whether the analysis still describes its model: the same graph
+        objects (a Sequential model gets a new one from `add`/`pop`), the
+        same rule for every layer (none registered since) and the same
+        weight shapes (no layer rebuilt at other widths). A functional
+        model's connections never change."""
+        return self._signature() == self._analysed
+
+    def _signature(self):
+        """What the analysis read besides the graph's connections."""
+        return (
+            tuple(graph_of(m) is g for m, g in self._graphs),
+            tuple(
+                (
+                    get_channel_rule(r.layer),
+                    tuple(
+                        tuple(w.shape)
+                        for w in getattr(r.layer, "weights", None) or ()
+                    ),
+                )
+                for r in self.records.values()
+            ),
+        )
+
+
+# model -> weak reference to its latest ChannelGraph: compact and
+# model_cost reuse the analysis behind the groups a caller still holds.
+_ANALYSES = weakref.WeakKeyDictionary()
 
 
 def analyze(model):
     """Builds the `ChannelGraph` of a functional or Sequential model."""
-    return ChannelGraph(model)
+    graph = ChannelGraph(model)
+    try:
+        _ANALYSES[model] = weakref.ref(graph)
+    except TypeError:  # a model that cannot be weakly referenced or hashed
+        pass
+    return graph
+
+
+def cached_analysis(model):
+    """The latest `ChannelGraph` of `model` while it is alive (a caller
+    holds its groups) and still describes the model (`is_current`), else a
+    new analysis."""
+    try:
+        ref = _ANALYSES.get(model)
+    except TypeError:
+        ref = None
+    graph = None if ref is None else ref()
+    if graph is not None and graph.is_current():
+        return graph
+    return analyze(model)
 
 
 def filter_groups(model, warn=True):

@@ -21,14 +21,18 @@ from keras_dynfilt._validation import check_keep_mask
 from keras_dynfilt.pruning.graph import FilterGroup, _variables
 
 
-def _zero_targets(group):
-    """`(variable, axis, unit_index)` for every weight the group zeroes."""
-    if group._zero_targets is not None:
-        return group._zero_targets
-    graph = group.graph
+def _zero_targets_by_group(graph):
+    """`(variable, axis, units)` targets of every group of `graph`, found
+    in one pass over the layers (a pass per group made masking every group
+    quadratic in the model's size); cached on the graph."""
+    if graph._zero_targets is not None:
+        return graph._zero_targets
+    group_of_root = np.full(len(graph.roots), -1, np.int64)
     unit_of_root = np.full(len(graph.roots), -1, np.int64)
-    unit_of_root[group._roots] = np.arange(group.size)
-    targets = []
+    for index, group in enumerate(graph.groups):
+        group_of_root[group._roots] = index
+        unit_of_root[group._roots] = np.arange(group.size)
+    targets = {id(group): [] for group in graph.groups}
     for record in graph.records.values():
         if record.rule is None:
             continue
@@ -39,11 +43,23 @@ def _zero_targets(group):
             for axis in axes:
                 if not axis.zero:
                     continue
-                units = unit_of_root[graph.roots[np.asarray(axis.slots)]]
-                if np.any(units >= 0):
-                    targets.append((variables[name], axis.axis, units))
-    group._zero_targets = targets
+                roots = graph.roots[np.asarray(axis.slots, np.int64)]
+                owners = group_of_root[roots]
+                units = unit_of_root[roots]
+                for index in np.unique(owners[owners >= 0]):
+                    targets[id(graph.groups[index])].append((
+                        variables[name], axis.axis,
+                        np.where(owners == index, units, -1),
+                    ))
+    graph._zero_targets = targets
     return targets
+
+
+def _zero_targets(group):
+    """`(variable, axis, unit_index)` for every weight the group zeroes."""
+    if group._zero_targets is None:
+        group._zero_targets = _zero_targets_by_group(group.graph)[id(group)]
+    return group._zero_targets
 
 
 def _check_keep(group, keep):

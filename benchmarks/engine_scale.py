@@ -1,0 +1,350 @@
+"""Engine speed at scale: every stage as a ratio to `keras.models.clone_model`.
+
+For each keras.applications model (`weights=None`, 32x32 inputs or the
+model's minimum input size, 10 classes), the run times, in one process and
+interleaved so that every stage sees the same machine load:
+
+- `clone`: `keras.models.clone_model(model)`, the baseline (ratio 1): Keras
+  rebuilding the same model from its graph, weights initialised anew;
+- `groups`: `keras_dynfilt.pruning.filter_groups(model)` (the analysis);
+- `mask`: `apply_group_mask` on every group, removing the 30% lowest-L2
+  units of each (the ranking itself, `FilterGroup.filter_weights` and the
+  norms, is timed apart as `rank`);
+- `cost`: `model_cost(model, masks=...)`, pricing that mask without
+  compacting, when the installed version has the `masks` argument (else
+  the column stays empty); `cost_compacted` is `model_cost(model,
+  compacted=True)`, which prices the zeroed units;
+- `compact`: `keras_dynfilt.pruning.compact(model)` of the masked model.
+
+Each stage runs `--repeats` times (a fresh `filter_groups` each repeat, so
+the masking also computes its targets anew) and the table reports the
+median of the per-repeat ratios to that repeat's clone: on a shared machine
+absolute times move with the load, ratios much less.
+
+Peak memory: the resident set size (RSS) high-water mark of the process,
+reset through `/proc/self/clear_refs` right before `clone_model` and before
+`compact` and read from `/proc/self/status` (`VmHWM`) right after. RSS,
+not `tracemalloc`: the weights live in the backend's own allocator
+(TensorFlow's, XLA's), which `tracemalloc` does not see, and the high-water
+mark costs nothing while the stage runs (no sampling thread competing for
+the interpreter lock). `peak_ratio` is (model + peak growth during
+`compact`) / (model + peak growth during `clone_model`), the model counted
+as the bytes of its weights; the target is 2 (compacting may hold the model,
+its compact copy and a working copy at most). Linux only; elsewhere the
+memory columns are empty.
+
+    nice -n 10 python benchmarks/engine_scale.py \\
+        --output docs/results/pruning/engine_scale.json \\
+        --plot docs/results/pruning/engine_scale.png
+    python benchmarks/engine_scale.py --models MobileNetV2 ResNet50
+    python benchmarks/engine_scale.py --plot-only \\
+        --output docs/results/pruning/engine_scale.json \\
+        --plot docs/results/pruning/engine_scale.png
+
+The JSON is rewritten after every model, so an interrupted run keeps the
+finished ones; `--skip-done` resumes it.
+"""
+
+import argparse
+import gc
+import inspect
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_dynfilt import pruning  # noqa: E402
+
+# Architectures with a larger minimum input size than 32x32.
+MIN_INPUT = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}
+STAGES = ("clone", "groups", "mask", "cost", "compact")
+TARGETS = {"groups": 0.5, "mask": 0.5, "cost": 0.1, "compact": 2.0}
+PEAK_TARGET = 2.0
+
+
+def applications():
+    return sorted(
+        name for name, fn in inspect.getmembers(keras.applications)
+        if callable(fn) and name[:1].isupper()
+    )
+
+
+def build(name, size):
+    fn = getattr(keras.applications, name)
+    return fn(weights=None, input_shape=(size, size, 3), classes=10)
+
+
+def _kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            found = re.search(rf"{field}:\s+(\d+) kB", f.read())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
+def _reset_peak():
+    """Resets the RSS high-water mark; the RSS now (bytes) or None."""
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    rss = _kib("VmRSS")
+    return None if rss is None else rss * 1024
+
+
+def _peak_growth(start):
+    peak = _kib("VmHWM")
+    if start is None or peak is None:
+        return None
+    return max(peak * 1024 - start, 0)
+
+
+def lowest_l2_keeps(groups, rate):
+    """Keep arrays removing `floor(rate * N)` lowest-L2 units per group."""
+    keeps = []
+    for group in groups:
+        n = min(group.size - 1, int(group.size * rate))
+        keep = np.ones(group.size, bool)
+        if n > 0:
+            norms = np.linalg.norm(group.filter_weights(), axis=1)
+            keep[np.argsort(norms, kind="stable")[:n]] = False
+        keeps.append(keep)
+    return keeps
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def mask_all(groups, keeps):
+    for group, keep in zip(groups, keeps):
+        if not keep.all():
+            pruning.apply_group_mask(group, keep)
+
+
+def measure(name, size, rate, repeats):
+    row = {"model": name, "input": size}
+    keras.backend.clear_session()
+    gc.collect()
+    model = build(name, size)
+    row["layers"] = len(model.layers)
+    row["weights"] = len(model.weights)
+    row["weight_bytes"] = int(sum(
+        int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+        for w in model.weights
+    ))
+    has_masks = "masks" in inspect.signature(pruning.model_cost).parameters
+    runs = {stage: [] for stage in STAGES + ("rank", "cost_compacted")}
+    memory = {"clone": [], "compact": []}
+    keeps = None
+    for _ in range(repeats):
+        start = _reset_peak()
+        seconds, clone = timed(keras.models.clone_model, model)
+        memory["clone"].append(_peak_growth(start))
+        runs["clone"].append(seconds)
+        del clone
+        seconds, groups = timed(
+            pruning.filter_groups, model, warn=False
+        )
+        runs["groups"].append(seconds)
+        if keeps is None:  # rank once: the same units are removed each time
+            seconds, keeps = timed(lowest_l2_keeps, groups, rate)
+            runs["rank"].append(seconds)
+            row["groups"] = len(groups)
+            row["units"] = int(sum(g.size for g in groups))
+            row["units_removed"] = int(sum((~k).sum() for k in keeps))
+
+        seconds, _ = timed(mask_all, groups, keeps)
+        runs["mask"].append(seconds)
+        if has_masks:
+            masks = {g: k for g, k in zip(groups, keeps)}
+            seconds, cost = timed(
+                pruning.model_cost, model, masks=masks, warn=False
+            )
+            runs["cost"].append(seconds)
+            row["macs_masked"] = int(cost.macs)
+        seconds, priced = timed(
+            pruning.model_cost, model, compacted=True, warn=False
+        )
+        runs["cost_compacted"].append(seconds)
+        start = _reset_peak()
+        seconds, small = timed(pruning.compact, model)
+        memory["compact"].append(_peak_growth(start))
+        runs["compact"].append(seconds)
+        row["macs_compacted"] = int(priced.macs)
+        row["params_compacted"] = int(small.count_params())
+        del small, groups
+    row["seconds"] = {k: v for k, v in runs.items() if v}
+    row["ratio"] = {}
+    for stage, times in runs.items():
+        if stage == "clone" or not times:
+            continue
+        clones = runs["clone"][-len(times):]
+        row["ratio"][stage] = statistics.median(
+            t / c for t, c in zip(times, clones)
+        )
+    if all(m is not None for m in memory["clone"] + memory["compact"]):
+        row["peak_bytes"] = memory
+        clone_peak = statistics.median(memory["clone"])
+        compact_peak = statistics.median(memory["compact"])
+        model_bytes = row["weight_bytes"]
+        row["peak_ratio"] = (model_bytes + compact_peak) / (
+            model_bytes + clone_peak
+        )
+    row["meets_targets"] = all(
+        row["ratio"].get(stage, 0) <= target
+        for stage, target in TARGETS.items()
+    ) and row.get("peak_ratio", 0) <= PEAK_TARGET
+    return row
+
+
+def fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows):
+    header = (
+        "| model | layers | clone (s) | filter_groups | mask every group "
+        "| model_cost(masks) | compact | peak memory |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | error: {row['error'][:80]} |")
+            continue
+        ratio = row["ratio"]
+        clone = statistics.median(row["seconds"]["clone"])
+        lines.append(
+            f"| {row['model']} | {row['layers']} | {clone:.2f} | "
+            f"{fmt(ratio.get('groups'))} | {fmt(ratio.get('mask'))} | "
+            f"{fmt(ratio.get('cost'), 3)} | {fmt(ratio.get('compact'))} | "
+            f"{fmt(row.get('peak_ratio'))} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "error" not in r]
+    labels = {
+        "clone": "clone_model (baseline)", "groups": "filter_groups",
+        "mask": "apply_group_mask, every group",
+        "cost": "model_cost(masks=...)", "compact": "compact",
+    }
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for stage, marker in zip(STAGES, "osD^v"):
+        points = [
+            (r["layers"], statistics.median(r["seconds"][stage]))
+            for r in rows if r["seconds"].get(stage)
+        ]
+        if not points:
+            continue
+        x, y = np.array(points, float).T
+        label = labels[stage]
+        if len(points) >= 3:
+            slope = np.polyfit(np.log(x), np.log(y), 1)[0]
+            label += f" (slope {slope:.2f})"
+        ax.scatter(x, y, marker=marker, s=18, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("layers (keras.applications model)")
+    ax.set_ylabel("seconds (median of repeats)")
+    ax.set_title("Engine stages vs clone_model (log-log; slope 1 = linear)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def commit():
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+            text=True, check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None,
+                        help="keras.applications names (default: all)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=0.3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default="engine_scale.json")
+    parser.add_argument("--plot", default=None, help="PNG path for the plot")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw the plot and table from --output")
+    parser.add_argument("--skip-done", action="store_true",
+                        help="keep the models already in --output")
+    args = parser.parse_args()
+    if args.plot_only:
+        with open(args.output) as f:
+            results = json.load(f)
+        print(table(results["models"]))
+        if args.plot:
+            plot(results["models"], args.plot)
+        return
+    names = args.models or applications()
+    results = {
+        "arguments": vars(args),
+        "versions": {
+            "keras": keras.__version__, "backend": keras.backend.backend(),
+            "python": platform.python_version(), "commit": commit(),
+            "cpus": os.cpu_count(),
+        },
+        "models": [],
+    }
+    if args.skip_done and os.path.exists(args.output):
+        with open(args.output) as f:
+            results["models"] = [
+                r for r in json.load(f)["models"] if "error" not in r
+            ]
+        done = {r["model"] for r in results["models"]}
+        names = [n for n in names if n not in done]
+    for name in names:
+        size = max(args.size, MIN_INPUT.get(name, 0))
+        try:
+            row = measure(name, size, args.rate, args.repeats)
+        except Exception as e:  # noqa: BLE001 - reported, not swallowed
+            row = {"model": name, "input": size,
+                   "error": f"{type(e).__name__}: {e}"[:500],
+                   "traceback": traceback.format_exc()[-2000:]}
+        row["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        results["models"].append(row)
+        print(table([row]).splitlines()[-1], flush=True)
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=1)
+        if args.plot:
+            plot(results["models"], args.plot)
+    rows = results["models"]
+    print(table(rows))
+    met = [r["model"] for r in rows if r.get("meets_targets")]
+    print(f"{len(met)} of {len(rows)} models meet every target "
+          f"(ratios {TARGETS}, peak memory <= {PEAK_TARGET}).")
+
+
+if __name__ == "__main__":
+    main()
