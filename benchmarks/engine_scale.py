@@ -27,7 +27,9 @@ reset through `/proc/self/clear_refs` right before `clone_model` and before
 not `tracemalloc`: the weights live in the backend's own allocator
 (TensorFlow's, XLA's), which `tracemalloc` does not see, and the high-water
 mark costs nothing while the stage runs (no sampling thread competing for
-the interpreter lock). `peak_ratio` is (model + peak growth during
+the interpreter lock); freed heap memory is handed back to the system
+(`malloc_trim`) first, so an earlier stage's freed memory does not hide
+this one's growth. `peak_ratio` is (model + peak growth during
 `compact`) / (model + peak growth during `clone_model`), the model counted
 as the bytes of its weights; the target is 2 (compacting may hold the model,
 its compact copy and a working copy at most). Linux only; elsewhere the
@@ -46,6 +48,7 @@ finished ones; `--skip-done` resumes it.
 """
 
 import argparse
+import ctypes
 import gc
 import inspect
 import json
@@ -92,9 +95,19 @@ def _kib(field):
     return int(found.group(1)) if found else None
 
 
+def _trim():
+    """Returns freed heap memory to the system (glibc), so that the next
+    stage's growth is not hidden by reuse of what an earlier stage freed."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak():
     """Resets the RSS high-water mark; the RSS now (bytes) or None."""
     gc.collect()
+    _trim()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -225,7 +225,9 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
     return config
 
 
-def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
+def _copy_weights(graph, old_model, new_model, prefix, removed, initializers,
+                  pending):
+    """Lists `(new variable, value)` for every weight into `pending`."""
     old_operations = graph_of(old_model)._operations
     new_operations = graph_of(new_model)._operations
     if len(new_operations) != len(old_operations):
@@ -236,7 +238,9 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
     for old, new in zip(old_operations, new_operations):
         path = prefix + (old.name,)
         if is_graph_model(old) and is_graph_model(new):
-            _copy_weights(graph, old, new, path, removed, initializers)
+            _copy_weights(
+                graph, old, new, path, removed, initializers, pending
+            )
             continue
         if type(new) is not type(old):
             raise ValueError(
@@ -259,12 +263,15 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         for (name, variable), target in zip(
             _variables(old).items(), new_variables
         ):
-            value = keras.ops.convert_to_numpy(variable.value)
+            value = variable.value
             for axis in axes.get(name, ()):
+                keep = graph.keep_of(axis.slots, removed)
+                if keep.all():
+                    continue
                 value = np.compress(
-                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
+                    keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
-            target.assign(value)
+            pending.append((target, value))
 
 
 def _rebuild(graph, model, removed, report):
@@ -276,7 +283,12 @@ def _rebuild(graph, model, removed, report):
         graph, model, serialized, (), removed, initializers, report
     )
     new_model = keras.saving.deserialize_keras_object(serialized)
-    _copy_weights(graph, model, new_model, (), removed, initializers)
+    pending = []
+    _copy_weights(graph, model, new_model, (), removed, initializers, pending)
+    # Every value sliced first, then one pass of assignments: a failure
+    # while lining the models up leaves no half-copied model behind.
+    for target, value in pending:
+        target.assign(value)
     return new_model
 
 
