@@ -31,7 +31,8 @@ the interpreter lock); freed heap memory is handed back to the system
 (`malloc_trim`) first, so an earlier stage's freed memory does not hide
 this one's growth. `peak_ratio` is (model + peak growth during
 `compact`) / (model + peak growth during `clone_model`), the model counted
-as the bytes of its weights; the target is 2 (compacting may hold the model,
+as the bytes of its weights, each growth the largest over the repeats;
+the target is 2 (compacting may hold the model,
 its compact copy and a working copy at most). Linux only; elsewhere the
 memory columns are empty.
 
@@ -212,8 +213,10 @@ def measure(name, size, rate, repeats):
         )
     if all(m is not None for m in memory["clone"] + memory["compact"]):
         row["peak_bytes"] = memory
-        clone_peak = statistics.median(memory["clone"])
-        compact_peak = statistics.median(memory["compact"])
+        # The largest reading of each: memory an earlier repeat freed and the
+        # allocator kept can only lower a reading, never raise it.
+        clone_peak = max(memory["clone"])
+        compact_peak = max(memory["compact"])
         model_bytes = row["weight_bytes"]
         row["peak_ratio"] = (model_bytes + compact_peak) / (
             model_bytes + clone_peak
