@@ -75,11 +75,29 @@ TARGETS = {"groups": 0.5, "mask": 0.5, "cost": 0.1, "compact": 2.0}
 PEAK_TARGET = 2.0
 
 
+# Roughly by parameter count (small first), so that an interrupted run of
+# all of them has covered as many as possible.
+SIZE_ORDER = (
+    "MobileNetV3Small", "MobileNetV2", "MobileNet", "EfficientNetB0",
+    "MobileNetV3Large", "NASNetMobile", "EfficientNetV2B0", "EfficientNetB1",
+    "DenseNet121", "EfficientNetV2B1", "EfficientNetB2", "EfficientNetV2B2",
+    "EfficientNetB3", "EfficientNetV2B3", "DenseNet169", "VGG16", "VGG19",
+    "EfficientNetB4", "DenseNet201", "EfficientNetV2S", "Xception",
+    "InceptionV3", "ResNet50", "ResNet50V2", "ConvNeXtTiny", "EfficientNetB5",
+    "ResNet101", "ResNet101V2", "EfficientNetB6", "ConvNeXtSmall",
+    "EfficientNetV2M", "InceptionResNetV2", "ResNet152", "ResNet152V2",
+    "EfficientNetB7", "NASNetLarge", "ConvNeXtBase", "EfficientNetV2L",
+    "ConvNeXtLarge", "ConvNeXtXLarge",
+)
+
+
 def applications():
-    return sorted(
+    names = [
         name for name, fn in inspect.getmembers(keras.applications)
         if callable(fn) and name[:1].isupper()
-    )
+    ]
+    rank = {name: i for i, name in enumerate(SIZE_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def build(name, size):

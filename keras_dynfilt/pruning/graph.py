@@ -501,8 +501,11 @@ class ChannelGraph:
             if root in self.fixed:
                 continue
             unit = tuple(sorted(members, key=atom_key))
-            count = collections.Counter(path for path, _ in unit)
-            signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
+            # Filters per layer, in layer order (the unit is sorted so).
+            count = {}
+            for path, _ in unit:
+                count[path] = count.get(path, 0) + 1
+            signature = tuple(count.items())
             key = (signature, tuple(sorted(tags.get(root, ()))))
             by_signature[key].append((unit, root))
         groups = []
