@@ -500,21 +500,26 @@ class ChannelGraph:
         for root, members in atoms.items():
             if root in self.fixed:
                 continue
-            unit = tuple(sorted(members, key=atom_key))
-            # Filters per layer, in layer order (the unit is sorted so).
-            count = {}
-            for path, _ in unit:
-                count[path] = count.get(path, 0) + 1
-            signature = tuple(count.items())
-            key = (signature, tuple(sorted(tags.get(root, ()))))
-            by_signature[key].append((unit, root))
+            if len(members) == 1:  # most units: one filter of one layer
+                unit = tuple(members)
+                signature = ((unit[0][0], 1),)
+            else:
+                unit = tuple(sorted(members, key=atom_key))
+                # Filters per layer, in layer order (the unit is sorted so).
+                count = {}
+                for path, _ in unit:
+                    count[path] = count.get(path, 0) + 1
+                signature = tuple(count.items())
+            found = tags.get(root)
+            key = (signature, tuple(sorted(found)) if found else ())
+            by_signature[key].append((atom_key(unit[0]), unit, root))
+        for members in by_signature.values():
+            members.sort(key=lambda m: m[0])
         groups = []
         names = collections.Counter()
         for (signature, _), members in sorted(
-            by_signature.items(),
-            key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
+            by_signature.items(), key=lambda item: item[1][0][0]
         ):
-            members.sort(key=lambda m: atom_key(m[0][0]))
             layers = [path for path, _ in signature]
             name = layers[0]
             if len(layers) > 1:
@@ -524,13 +529,13 @@ class ChannelGraph:
                 name += f" #{names[name]}"
             groups.append(
                 FilterGroup(
-                    self, name, layers, [u for u, _ in members],
-                    [r for _, r in members],
+                    self, name, layers, [u for _, u, _ in members],
+                    [r for _, _, r in members],
                 )
             )
         self.groups = groups
-        self.prunable_roots = np.array(
-            sorted(r for g in groups for r in g._roots), np.int64
+        self.prunable_roots = np.sort(
+            np.concatenate([g._roots for g in groups] or [[]]).astype(np.int64)
         )
         self._analysed = self._signature()
 
