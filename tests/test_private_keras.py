@@ -12,7 +12,11 @@ fails on:
 """
 
 import ast
+import os
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -166,3 +170,51 @@ def test_the_scan_accepts_our_own_private_names(tmp_path):
         "    return graph._atoms, record._asdict(), graph.__class__\n"
     )
     assert private_keras_uses([good], _own_names(_modules())) == []
+
+
+MOVED_KERAS = textwrap.dedent(
+    """
+    import sys
+    import warnings
+
+    import keras
+    import keras.src.applications as apps
+    import keras.src.ops as kops
+
+    # A Keras that moved its op modules and the applications' layers.
+    for name in ("nn", "numpy", "core"):
+        delattr(kops, name)
+        sys.modules[f"keras.src.ops.{name}"] = None
+    for name in ("convnext", "inception_resnet_v2"):
+        if hasattr(apps, name):
+            delattr(apps, name)
+        sys.modules[f"keras.src.applications.{name}"] = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import keras_dynfilt  # noqa: F401
+        from keras_dynfilt.pruning import filter_groups
+    moved = [str(w.message) for w in caught if "keras-dynfilt: Keras" in
+             str(w.message)]
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(3, name="a")(inputs)
+    b = keras.layers.Dense(3, name="b")(inputs)
+    outputs = keras.layers.Dense(2)(keras.ops.relu(a + b))
+    groups = filter_groups(keras.Model(inputs, outputs), warn=False)
+    print(len(moved), [(g.name, g.size) for g in groups])
+    """
+)
+
+
+def test_import_survives_a_keras_that_moved_its_private_modules():
+    # The op classes are then found through the public keras.ops functions
+    # (`x + y` and `relu` still follow channels); the applications' layers
+    # are barriers, with a warning naming the Keras version.
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE.parent))
+    result = subprocess.run(
+        [sys.executable, "-c", MOVED_KERAS], capture_output=True, text=True,
+        env=env, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == (
+        "3 [('a (+1 coupled)', 3)]"
+    )

@@ -376,38 +376,33 @@ _REDUCE = ("Mean", "Max", "Min", "Sum", "Amax", "Amin", "Prod", "Var", "Std")
 
 
 def _register():
+    seen = set()
+
+    def add(cls, rule):
+        # Found through the public ops on a Keras that moved its op
+        # modules, one class may answer for both `nn` and `numpy`.
+        if cls is not None and cls not in seen:
+            seen.add(cls)
+            register_channel_rule(cls, rule)
+
     for name in _UNARY:
         for module in ("nn", "numpy"):
-            cls = op_class(module, name)
-            if cls is not None:
-                register_channel_rule(cls, ElementwiseOpRule())
+            add(op_class(module, name), ElementwiseOpRule())
     for name in _BINARY:
-        cls = op_class("numpy", name)
-        if cls is not None:
-            register_channel_rule(
-                cls, ElementwiseOpRule(product=name == "Multiply", binary=True)
-            )
+        add(
+            op_class("numpy", name),
+            ElementwiseOpRule(product=name == "Multiply", binary=True),
+        )
     for name in ("Divide", "TrueDivide"):
-        cls = op_class("numpy", name)
-        if cls is not None:
-            register_channel_rule(cls, DivideOpRule())
-    cast = op_class("core", "Cast")
-    if cast is not None:
-        register_channel_rule(cast, ElementwiseOpRule())
+        add(op_class("numpy", name), DivideOpRule())
+    add(op_class("core", "Cast"), ElementwiseOpRule())
     for name in _REDUCE:
-        cls = op_class("numpy", name)
-        if cls is not None:
-            register_channel_rule(cls, ReduceOpRule())
-    for module, name, rule in (
-        ("numpy", "Concatenate", ConcatenateOpRule()),
-        ("numpy", "Split", SplitOpRule()),
-        ("numpy", "Pad", PadOpRule()),
-        ("numpy", "Reshape", ReshapeOpRule()),
-        ("nn", "Softmax", SoftmaxOpRule()),
-    ):
-        cls = op_class(module, name)
-        if cls is not None:
-            register_channel_rule(cls, rule)
+        add(op_class("numpy", name), ReduceOpRule())
+    add(op_class("numpy", "Concatenate"), ConcatenateOpRule())
+    add(op_class("numpy", "Split"), SplitOpRule())
+    add(op_class("numpy", "Pad"), PadOpRule())
+    add(op_class("numpy", "Reshape"), ReshapeOpRule())
+    add(op_class("nn", "Softmax"), SoftmaxOpRule())
     # No channel rule (a barrier), but priced as a dense layer.
     matmul = op_class("numpy", "Matmul")
     if matmul is not None:
