@@ -227,9 +227,7 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
     return config
 
 
-def _copy_weights(graph, old_model, new_model, prefix, removed, initializers,
-                  pending):
-    """Lists `(new variable, value)` for every weight into `pending`."""
+def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
     old_operations = graph_operations(graph_of(old_model))
     new_operations = graph_operations(graph_of(new_model))
     if len(new_operations) != len(old_operations):
@@ -240,9 +238,7 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers,
     for old, new in zip(old_operations, new_operations):
         path = prefix + (old.name,)
         if is_graph_model(old) and is_graph_model(new):
-            _copy_weights(
-                graph, old, new, path, removed, initializers, pending
-            )
+            _copy_weights(graph, old, new, path, removed, initializers)
             continue
         if type(new) is not type(old):
             raise ValueError(
@@ -262,10 +258,12 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers,
         # Same class, same config structure: the variables line up by
         # position (names may repeat across a layer's sublayers).
         new_variables = list(_variables(new).values())
+        # One weight at a time, sliced and assigned: at most one sliced
+        # copy is alive besides the two models (peak memory).
         for (name, variable), target in zip(
             _variables(old).items(), new_variables
         ):
-            value = variable.value
+            value = variable.value  # unsliced: no round trip through NumPy
             for axis in axes.get(name, ()):
                 keep = graph.keep_of(axis.slots, removed)
                 if keep.all():
@@ -273,7 +271,7 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers,
                 value = np.compress(
                     keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
-            pending.append((target, value))
+            target.assign(value)
 
 
 def _rebuild(graph, model, removed, report):
@@ -285,12 +283,7 @@ def _rebuild(graph, model, removed, report):
         graph, model, serialized, (), removed, initializers, report
     )
     new_model = keras.saving.deserialize_keras_object(serialized)
-    pending = []
-    _copy_weights(graph, model, new_model, (), removed, initializers, pending)
-    # Every value sliced first, then one pass of assignments: a failure
-    # while lining the models up leaves no half-copied model behind.
-    for target, value in pending:
-        target.assign(value)
+    _copy_weights(graph, model, new_model, (), removed, initializers)
     return new_model
 
 
