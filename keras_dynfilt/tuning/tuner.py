@@ -4,6 +4,7 @@ import json
 import numbers
 import os
 import time
+import warnings
 import zlib
 
 import keras
@@ -153,9 +154,21 @@ class TunerMixin:
         ]
 
     def get_best_models(self, num_models=1):
-        return [
-            self.load_model(t) for t in self._completed_best_trials(num_models)
-        ]
+        # KerasTuner's checkpoints hold the optimizer's state; the model it
+        # rebuilds has an unbuilt optimizer, so Keras warns that it skips
+        # it. The models are returned for inference or a new `compile`, as
+        # in KerasTuner: that warning says nothing to act on.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Skipping variable loading for optimizer '[^']*', "
+                r"because it has 0 variables",
+                category=UserWarning,
+            )
+            return [
+                self.load_model(t)
+                for t in self._completed_best_trials(num_models)
+            ]
 
 
 def make_tuner(
