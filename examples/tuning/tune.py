@@ -284,7 +284,8 @@ def main(argv=None):
     report = tuning.tuning_report(tuner, args.output_dir)
     best_hp = tuner.get_best_hyperparameters()[0]
     print(
-        f"best trial {report.best['trial_id']}: "
+        f"best trial #{report.best['number']} "
+        f"(id {report.best['trial_id']!r}): "
         f"{report.objective['name']} = {report.best['objective']:.4f} "
         f"with {best_hp.values}"
     )
@@ -320,6 +321,7 @@ def main(argv=None):
         "max_trials": args.max_trials,
         "distributed": is_distributed(),
         "objective": report.objective,
+        "best_trial": report.best["number"],  # KerasTuner's "Trial #N"
         "best_trial_id": report.best["trial_id"],
         "best_hyperparameters": dict(best_hp.values),
         "best_objective": report.best["objective"],
@@ -331,7 +333,7 @@ def main(argv=None):
         "trials": [
             {
                 k: t[k]
-                for k in ("trial_id", "status", "hyperparameters",
+                for k in ("number", "trial_id", "status", "hyperparameters",
                           "objective", "seconds", "tuner_id")
             }
             for t in report.trials

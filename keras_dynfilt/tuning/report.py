@@ -58,6 +58,21 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
+def _trial_number(trial_id):
+    """KerasTuner's console number of a trial ("Search: Running Trial #N").
+
+    The oracle numbers trials from 1 in creation order and names them by
+    the 0-based count, zero-padded (`"05"` is `#6`): the report, the plot
+    and the examples use the console's number so that the three agree.
+    """
+    return int(trial_id) + 1 if str(trial_id).isdigit() else None
+
+
+def _label(trial):
+    number = trial.get("number")
+    return f"#{number}" if number is not None else str(trial["trial_id"])
+
+
 def _trial_record(trial, runs):
     metrics = {}
     for name in trial.metrics.metrics:
@@ -68,6 +83,7 @@ def _trial_record(trial, runs):
     records = runs.get(trial.trial_id, [])
     seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
     return {
+        "number": _trial_number(trial.trial_id),
         "trial_id": trial.trial_id,
         "status": str(trial.status),
         "hyperparameters": dict(trial.hyperparameters.values),
@@ -100,22 +116,27 @@ def _markdown(report, names):
         f"{len(report.trials) - len(report.failed)} completed, "
         f"{len(report.failed)} not.",
         "",
-        f"Best: trial {best['trial_id']}, {objective['name']} = "
+        f"Best: trial {_label(best)} (id {best['trial_id']!r}), "
+        f"{objective['name']} = "
         f"{_format(best['objective'])}, "
         + ", ".join(
             f"{k} = {_format(v)}" for k, v in best["hyperparameters"].items()
         ),
         "",
-        "| trial | status | "
+        "Trials are numbered as KerasTuner's console numbers them "
+        "(\"Running Trial #N\"); the id is KerasTuner's trial id.",
+        "",
+        "| trial | id | status | "
         + " | ".join(names)
         + f" | {objective['name']} | seconds | tuner |",
-        "|---|---|" + "---|" * len(names) + "---|---|---|",
+        "|---|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for trial in report.trials:
         hps = trial["hyperparameters"]
         mark = " (best)" if trial is best else ""
         lines.append(
-            f"| {trial['trial_id']}{mark} | {trial['status']} | "
+            f"| {_label(trial)}{mark} | {trial['trial_id']} | "
+            f"{trial['status']} | "
             + " | ".join(_format(hps.get(n)) for n in names)
             + f" | {_format(trial['objective'])} | "
             f"{_format(trial['seconds'])} | {_format(trial['tuner_id'])} |"
@@ -134,7 +155,7 @@ def _markdown(report, names):
         ]
         for trial in report.trials:
             lines.append(
-                f"| {trial['trial_id']} | "
+                f"| {_label(trial)} | "
                 + " | ".join(
                     _format(trial["metrics"].get(m)) for m in metric_names
                 )
@@ -144,7 +165,7 @@ def _markdown(report, names):
         lines += ["", "## Trials that did not complete", ""]
         for trial in report.failed:
             lines.append(
-                f"- trial {trial['trial_id']} ({trial['status']}): "
+                f"- trial {_label(trial)} ({trial['status']}): "
                 f"`{trial['error']}`"
             )
     return "\n".join(lines) + "\n"
@@ -180,7 +201,10 @@ def _plot(report, names, path):
     )
     axes = list(axes[0])
     ax = axes.pop(0)
-    order = [i + 1 for i, t in enumerate(report.trials)]
+    order = [
+        t["number"] if t["number"] is not None else i + 1
+        for i, t in enumerate(report.trials)
+    ]
     values = [t["objective"] for t in report.trials]
     done = [(i, v) for i, v in zip(order, values) if v is not None]
     better = max if objective["direction"] == "max" else min
@@ -193,7 +217,7 @@ def _plot(report, names, path):
     for i, t in zip(order, report.trials):
         if t["objective"] is None:
             ax.axvline(i, color="red", alpha=0.3)
-    ax.set_xlabel("trial (in id order; red: not completed)")
+    ax.set_xlabel("trial # (as KerasTuner's console; red: not completed)")
     ax.set_ylabel(objective["name"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
