@@ -5,6 +5,7 @@ import glob
 import json
 import math
 import os
+import warnings
 
 from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX
 
@@ -178,6 +179,11 @@ def _plot(report, names, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # matplotlib is the `plot` extra
+        warnings.warn(
+            f"matplotlib is not installed: {path} is not written. Install "
+            "the `plot` extra: pip install 'keras-dynfilt[plot]'",
+            stacklevel=3,
+        )
         return None
     completed = [t for t in report.trials if t["objective"] is not None]
     objective = report.objective
