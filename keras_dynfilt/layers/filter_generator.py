@@ -110,7 +110,7 @@ class FilterGenerator(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - inputs: A list `[x, z]`: the feature map `x` of shape
+        - `inputs`: A list `[x, z]`: the feature map `x` of shape
           `(batch_size, height, width, in_channels)` and the sample feature
           vector `z` of shape `(batch_size, Lf)`.
 

@@ -107,10 +107,10 @@ class WSoftmaxHead(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - features: Float tensor of shape `(batch_size, dim)`.
-        - labels: Optional integer tensor of class ids, shape `(batch_size,)` or
+        - `features`: Float tensor of shape `(batch_size, dim)`.
+        - `labels`: Optional integer tensor of class ids, shape `(batch_size,)` or
           `(batch_size, 1)`. Used only when `training` is true.
-        - training: Python boolean. Weights-biased logits are returned only when
+        - `training`: Python boolean. Weights-biased logits are returned only when
           it is true and `labels` are given.
 
     Input shape:

@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 
-from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX
+from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX, trial_number
 
 
 @dataclasses.dataclass
@@ -59,16 +59,6 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
-def _trial_number(trial_id):
-    """KerasTuner's console number of a trial ("Search: Running Trial #N").
-
-    The oracle numbers trials from 1 in creation order and names them by
-    the 0-based count, zero-padded (`"05"` is `#6`): the report, the plot
-    and the examples use the console's number so that the three agree.
-    """
-    return int(trial_id) + 1 if str(trial_id).isdigit() else None
-
-
 def _label(trial):
     number = trial.get("number")
     return f"#{number}" if number is not None else str(trial["trial_id"])
@@ -84,7 +74,9 @@ def _trial_record(trial, runs):
     records = runs.get(trial.trial_id, [])
     seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
     return {
-        "number": _trial_number(trial.trial_id),
+        # KerasTuner's console number: the report, the plot and the
+        # examples use it, so that they agree with the console.
+        "number": trial_number(trial.trial_id),
         "trial_id": trial.trial_id,
         "status": str(trial.status),
         "hyperparameters": dict(trial.hyperparameters.values),

@@ -134,3 +134,25 @@ def test_tuning_report_says_when_matplotlib_is_missing(monkeypatch):
         and "keras-dynfilt[plot]" in m
         for m in messages
     ), messages
+
+
+def test_trials_are_numbered_as_kerastuners_console():
+    from keras_dynfilt.tuning.tuner import trial_number
+
+    # KerasTuner's oracle names trial #6 "05" (and "5" when max_trials < 10).
+    assert trial_number("05") == 6
+    assert trial_number("5") == 6
+    assert trial_number("00") == 1
+    assert trial_number("chief-abc") is None
+
+
+def test_tune_says_when_a_search_is_too_short(capsys):
+    import argparse
+
+    tune = load_script("examples/tuning/tune.py")
+    args = argparse.Namespace(steps_per_epoch=None, batch_size=128, epochs=2)
+    assert tune.warn_if_too_short(args, 800) == 14
+    assert "each trial trains 14 optimizer steps" in capsys.readouterr().out
+    args.epochs = 40
+    assert tune.warn_if_too_short(args, 800) == 280
+    assert capsys.readouterr().out == ""
