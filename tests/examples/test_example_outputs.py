@@ -156,3 +156,20 @@ def test_tune_says_when_a_search_is_too_short(capsys):
     args.epochs = 40
     assert tune.warn_if_too_short(args, 800) == 280
     assert capsys.readouterr().out == ""
+
+
+def test_cross_task_says_when_a_task_is_too_small(capsys):
+    import numpy as np
+
+    common = load_script("examples/cross_task/common.py")
+
+    def task(n):
+        x, y = np.zeros((n, 2)), np.zeros(n)
+        return common.TaskData("digits", "categorical", x, y, x, y, x, y)
+
+    assert common.warn_if_small(task(12))
+    assert "12 test images: one test image is 8.3 points" in (
+        capsys.readouterr().out
+    )
+    assert not common.warn_if_small(task(600))
+    assert capsys.readouterr().out == ""
