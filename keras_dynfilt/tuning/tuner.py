@@ -175,14 +175,16 @@ class TunerMixin:
 
     def get_best_models(self, num_models=1):
         # KerasTuner's checkpoints hold the optimizer's state; the model it
-        # rebuilds has an unbuilt optimizer, so Keras warns that it skips
-        # it. The models are returned for inference or a new `compile`, as
-        # in KerasTuner: that warning says nothing to act on.
+        # rebuilds has a fresh (unbuilt or partly built) optimizer, so Keras
+        # warns that it skips that state. The models are returned for
+        # inference or a new `compile`, as in KerasTuner: the warning says
+        # nothing to act on.
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore",
                 message=r"Skipping variable loading for optimizer '[^']*', "
-                r"because it has 0 variables",
+                r"because it has \d+ variables whereas the saved optimizer "
+                r"has \d+ variables",
                 category=UserWarning,
             )
             return [
