@@ -108,10 +108,11 @@ class WSoftmaxHead(keras.layers.Layer):
 
     Call arguments:
         - `features`: Float tensor of shape `(batch_size, dim)`.
-        - `labels`: Optional integer tensor of class ids, shape `(batch_size,)` or
-          `(batch_size, 1)`. Used only when `training` is true.
-        - `training`: Python boolean. Weights-biased logits are returned only when
-          it is true and `labels` are given.
+        - `labels`: Optional integer tensor of class ids, shape
+          `(batch_size,)` or `(batch_size, 1)`. Used only when `training` is
+          true.
+        - `training`: Python boolean. Weights-biased logits are returned only
+          when it is true and `labels` are given.
 
     Input shape:
         `(batch_size, dim)`.
