@@ -1,6 +1,7 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
 from keras_dynfilt.pruning import (
+    criteria,  # noqa: F401 - public module
     library_layers,  # noqa: F401 - registers rules
     op_rules,  # noqa: F401 - registers rules
 )
@@ -22,6 +23,8 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.pruner import Pruner, prune
+from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
     WeightAxis,
@@ -36,16 +39,21 @@ __all__ = [
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
+    "GroupChange",
     "HeldFixed",
     "WeightAxis",
     "analyze",
     "apply_group_mask",
     "compact",
+    "criteria",
     "filter_groups",
     "inference_latency",
     "get_channel_rule",
     "model_cost",
     "print_cost",
+    "prune",
+    "Pruner",
+    "PruningReport",
     "register_channel_rule",
     "register_layer_cost",
 ]
