@@ -571,7 +571,8 @@ class Pruner:
         self._step += 1
         fraction = self._step / self.steps
         groups = [
-            g for g in self._groups(self.model) if _key(g) in self._plan
+            g for g in self._groups(self.model)
+            if _key(g) in self._plan and not self._plan[_key(g)]["excluded"]
         ]
         scores = C.score_groups(
             groups, self.criterion, data=self.data,

@@ -149,6 +149,8 @@ def test_absolute_target():
     assert 39_600 <= model_cost(small).macs <= 40_000
 
 
+# Units of 8 are coarse: the target may be missed by more than 1% (warned).
+@pytest.mark.filterwarnings("ignore:prune reached")
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_round_to_keeps_exact_multiples(scope):
     model = mlp(width=100, depth=3)
@@ -190,7 +192,9 @@ def test_max_ratio_caps_every_group():
 
 
 def test_steps_with_fit_finetune():
-    model = conv_model()
+    model = mlp(width=64, depth=3)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
     x, y = data(model)
     pruner = Pruner(model, target_macs=0.5, steps=2,
                     finetune={"x": x, "y": y, "epochs": 1, "verbose": 0})
@@ -220,6 +224,7 @@ def test_steps_with_callable_finetune_and_ratio():
     assert small.get_layer("a").filters == 8
 
 
+@pytest.mark.filterwarnings("ignore:prune reached")  # coarse units
 @pytest.mark.parametrize("criterion", ["taylor", "bn_scale", "lamp",
                                        "random"])
 def test_other_criteria_run_and_stay_exact(criterion):
