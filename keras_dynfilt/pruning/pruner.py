@@ -149,7 +149,7 @@ class Pruner:
             size is not fixed (see `model_cost`).
         verbose: Integer, 1 prints a line per step.
 
-    Example:
+    Examples:
         >>> model = keras.Sequential([
         ...     keras.Input((8, 8, 3)),
         ...     keras.layers.Conv2D(16, 3, name="conv"),
@@ -532,8 +532,44 @@ class Pruner:
             j, _ = self._search(
                 family, len(moved), step_target, groups, scores
             )
-            return family(j)
-        return family(i)
+            return self._fill(family(j), step_target, groups, scores)
+        return self._fill(family(i), step_target, groups, scores)
+
+    def _fill(self, counts, target, groups, scores):
+        """Gives units back while the cost stays within the target.
+
+        The search stops at the first candidate under the target; with
+        coarse units (`round_to`) the next one may overshoot by several
+        percent. Restoring one block (`round_to` units, or one) of a group
+        at a time, the most important removed unit first, brings the cost
+        up to the target from below.
+        """
+        index = 0 if self._target["kind"] == "macs" else 1
+        block = self.round_to or 1
+        normalized = dict(zip(
+            (_key(g) for g in groups), C.normalize(scores, self.criterion)
+        ))
+
+        def price(counts):
+            return _price(self.model, self._masks(groups, scores, counts))[
+                index
+            ]
+
+        while True:
+            candidates = []
+            for key, entry in self._plan.items():
+                now = counts[key] - entry["pruned"]
+                if not self._free(entry) or now < block:
+                    continue
+                restored = np.sort(normalized[key])[now - 1]
+                candidates.append((-restored, key))
+            for _, key in sorted(candidates):
+                trial = {**counts, key: counts[key] - block}
+                if price(trial) <= target:
+                    counts = trial
+                    break
+            else:
+                return counts
 
     def _finetune(self, model):
         finetune = self.finetune
@@ -678,7 +714,7 @@ def prune(model, ratio=None, **kwargs):
         `PruningReport` (per group before/after, MACs and parameters
         before/after, the target and what was reached).
 
-    Example:
+    Examples:
         >>> model = keras.Sequential([
         ...     keras.Input((8, 8, 3)),
         ...     keras.layers.Conv2D(16, 3, name="a"),
