@@ -716,14 +716,15 @@ def prune(model, ratio=None, **kwargs):
 
     Examples:
         >>> model = keras.Sequential([
-        ...     keras.Input((8, 8, 3)),
-        ...     keras.layers.Conv2D(16, 3, name="a"),
-        ...     keras.layers.Conv2D(16, 3, name="b"),
-        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.Input((32,)),
+        ...     keras.layers.Dense(128, activation="relu", name="a"),
+        ...     keras.layers.Dense(128, activation="relu", name="b"),
         ...     keras.layers.Dense(10)])
         >>> small, report = keras_dynfilt.pruning.prune(
         ...     model, target_macs=0.5, scope="global")
-        >>> report.macs_after <= report.target["value"]
+        >>> report.target["value"]
+        10880
+        >>> 0.99 * 10880 <= report.macs_after <= 10880
         True
     """
     return Pruner(model, ratio=ratio, **kwargs).run()
