@@ -286,3 +286,21 @@ def test_coarse_target_warns_with_what_was_reached():
     with pytest.warns(UserWarning, match="too coarse"):
         _, report = prune(model, target_macs=0.8)
     assert report.reached < 0.99 * report.target["value"]
+
+
+def test_keras_applications_model_global_round_to():
+    # Code nobody here wrote: MobileNetV2 (inverted residuals, depthwise
+    # convolutions, ReLU6), weights=None.
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+    )
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    small, report = prune(model, target_macs=0.5, scope="global",
+                          round_to=8)
+    target = report.target["value"]
+    assert 0.99 * target <= model_cost(small).macs <= target
+    pruned = [g for g in report.groups if g.after < g.before]
+    assert pruned and all(g.after % 8 == 0 for g in pruned)
+    np.testing.assert_allclose(predict(small, x), predict(model, x),
+                               atol=1e-5)
