@@ -555,6 +555,8 @@ class Pruner:
                 index
             ]
 
+        if price(counts) >= target * (1 - TOLERANCE / 2):
+            return counts  # close enough: spare the pricing of every group
         while True:
             candidates = []
             for key, entry in self._plan.items():
