@@ -277,20 +277,13 @@ class SoftFilterPruning(keras.callbacks.Callback):
         key = tuple(int((~k).sum()) for k in self.masks)
         if self._full_macs:
             if key not in self._flops_cache:
-                with warnings.catch_warnings():
-                    # Only priced: whether a subclass comes back as its
-                    # class is for `compact_model()` to say.
-                    warnings.filterwarnings(
-                        "ignore", "compact rebuilt", UserWarning
-                    )
-                    small = compact(
-                        self.model,
-                        {g: k for (g, _), k in zip(self.groups, self.masks)},
-                    )
+                # Priced from the masks (MACs depend on the counts only):
+                # no compacted model is built.
+                masks = {g: k for (g, _), k in zip(self.groups, self.masks)}
                 self._flops_cache[key] = (
-                    model_cost(small, warn=False).macs / self._full_macs
+                    model_cost(self.model, masks=masks, warn=False).macs
+                    / self._full_macs
                 )
-                del small
             stats["flops_fraction"] = self._flops_cache[key]
         return stats
 

@@ -2,8 +2,7 @@
 
 from keras_dynfilt.pruning import (
     criteria,  # noqa: F401 - public module
-    library_layers,  # noqa: F401 - registers rules
-    op_rules,  # noqa: F401 - registers rules
+    rules,  # noqa: F401 - registers rules
 )
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
@@ -25,12 +24,16 @@ from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
 from keras_dynfilt.pruning.pruner import Pruner, prune
 from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
+    Registration,
+    TensorSlots,
     WeightAxis,
     get_channel_rule,
+    get_layer_cost,
     register_channel_rule,
 )
+from keras_dynfilt.pruning.rules.context import RuleContext
 
 __all__ = [
     "ChannelGraph",
@@ -41,6 +44,9 @@ __all__ = [
     "FilterGroups",
     "GroupChange",
     "HeldFixed",
+    "Registration",
+    "RuleContext",
+    "TensorSlots",
     "WeightAxis",
     "analyze",
     "apply_group_mask",
@@ -49,6 +55,7 @@ __all__ = [
     "filter_groups",
     "inference_latency",
     "get_channel_rule",
+    "get_layer_cost",
     "model_cost",
     "print_cost",
     "prune",

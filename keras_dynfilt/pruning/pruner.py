@@ -59,21 +59,10 @@ def _key(group):
     return group.name
 
 
-def _price(model, masks):
+def _price(model, masks, input_shape=None):
     """`(macs, params)` of the model the masks leave, without compacting."""
-    # TODO(pruner): model_cost(model, masks=masks) once cost.py has it.
-    from keras_dynfilt.pruning import cost as _cost
-    from keras_dynfilt.pruning.compaction import _removed_from_masks
-
-    graph = next(iter(masks)).graph
-    removed = _removed_from_masks(graph, masks)
-    specs = [
-        keras.KerasTensor((1,) + tuple(x.shape[1:]), dtype=x.dtype)
-        for x in _cost.graph_of(model).inputs
-    ]
-    found = []
-    _cost._walk(model, specs, (), set(), found, (graph, removed))
-    return sum(c.macs for c in found if c.macs), sum(c.params for c in found)
+    cost = model_cost(model, input_shape, masks=masks, warn=False)
+    return cost.macs, cost.params
 
 
 class Pruner:
@@ -449,7 +438,8 @@ class Pruner:
             key = tuple(sorted(counts.items()))
             if key not in cache:
                 cache[key] = _price(
-                    self.model, self._masks(groups, scores, counts)
+                    self.model, self._masks(groups, scores, counts),
+                    self.input_shape,
                 )[index]
             return cache[key]
 
@@ -551,9 +541,10 @@ class Pruner:
         ))
 
         def price(counts):
-            return _price(self.model, self._masks(groups, scores, counts))[
-                index
-            ]
+            return _price(
+                self.model, self._masks(groups, scores, counts),
+                self.input_shape,
+            )[index]
 
         if price(counts) >= target * (1 - TOLERANCE / 2):
             return counts  # close enough: spare the pricing of every group
