@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_dynfilt import pruning
 from keras_dynfilt.pruning import (
     Pruner,
     PruningReport,
@@ -304,3 +305,23 @@ def test_keras_applications_model_global_round_to():
     assert pruned and all(g.after % 8 == 0 for g in pruned)
     np.testing.assert_allclose(predict(small, x), predict(model, x),
                                atol=1e-5)
+
+
+def test_model_cost_with_masks_prices_the_compacted_model():
+    model = conv_model()
+    groups = list(filter_groups(model, warn=False))
+    rng = np.random.default_rng(0)
+    masks = {g: rng.random(g.size) < 0.6 for g in groups}
+    for g in groups:
+        masks[g][0] = True
+    priced = model_cost(model, masks=masks)
+    compacted = model_cost(pruning.compact(model, masks))
+    assert (priced.macs, priced.params) == (compacted.macs, compacted.params)
+    # Layer names work too, and the model's weights are not read.
+    by_name = model_cost(model, masks={"a": masks[groups[0]]})
+    only_a = model_cost(pruning.compact(model, {"a": masks[groups[0]]}))
+    assert by_name.macs == only_a.macs
+    with pytest.raises(ValueError, match="not both"):
+        model_cost(model, compacted=True, masks=masks)
+    with pytest.raises(TypeError, match="`masks` must be a dict"):
+        model_cost(model, masks=[1])
