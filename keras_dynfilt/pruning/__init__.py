@@ -22,6 +22,7 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
     WeightAxis,
@@ -48,4 +49,7 @@ __all__ = [
     "print_cost",
     "register_channel_rule",
     "register_layer_cost",
+    "trace",
+    "traced_blocks",
+    "TracedBlock",
 ]

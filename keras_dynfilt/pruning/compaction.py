@@ -104,13 +104,22 @@ def _check_nothing_empty(graph, removed):
 _ZEROS = keras.saving.serialize_keras_object(keras.initializers.Zeros())
 
 
+def _settable(layer, key):
+    """Whether `layer.key` is a plain attribute (RNN layers expose their
+    cell's initializers as read-only properties)."""
+    if not hasattr(layer, key):
+        return False
+    found = getattr(type(layer), key, None)
+    return not isinstance(found, property) or found.fset is not None
+
+
 def _zero_initializers(config, layer, originals):
     """Builds with zeros: every weight is overwritten anyway, and random
     initializers of new shapes are slow to compile on JAX. The originals are
     put back on the new layer so its config is unchanged."""
     config = dict(config)
     for key, value in config.items():
-        if key.endswith("_initializer") and value is not None and hasattr(
+        if key.endswith("_initializer") and value is not None and _settable(
             layer, key
         ):
             originals[key] = getattr(layer, key)
@@ -373,11 +382,23 @@ def compact(model, masks=None):
     else:
         removed = _removed_from_masks(graph, masks)
     _check_nothing_empty(graph, removed)
-    new_model, report = _rebuild_reported(graph, model, removed)
+    new_model, report = _rebuild_reported(graph, graph.model, removed)
     for path, class_name in report.own_class:
         logging.getLogger(__name__).info(
             "compact: %r (%s) rebuilt as a %s from its config.",
             path, class_name, class_name,
+        )
+    if graph.traced:
+        listed = ", ".join(
+            f"{b.path!r} ({b.class_name})" for b in graph.traced
+        )
+        warnings.warn(
+            "compact traced these layers (their `call`) and rebuilt each "
+            "as a functional model of its own (smaller) sublayers and ops, "
+            f"not as its class: {listed}. The result is a functional "
+            "model; see `keras_dynfilt.pruning.trace`.",
+            UserWarning,
+            stacklevel=2,
         )
     if report.plain:
         listed = "; ".join(
