@@ -443,7 +443,7 @@ class ChannelGraph:
             reason = f"no channel rule registered for {type(layer).__name__}"
             refused = _tracing().refusal(layer)
             if refused is not None:
-                reason = refused
+                reason += f"; it was not traced: {refused}"
             if isinstance(layer, (Functional, keras.Sequential)):
                 reason = "a model class that overrides `call` (its graph is "
                 reason += "not what it computes)"
