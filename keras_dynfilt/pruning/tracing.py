@@ -67,9 +67,9 @@ def _graph_base(layer):
 
 
 def _graph(model):
-    if _graph_base(model) is keras.Sequential:
-        return model._functional
-    return model
+    from keras_dynfilt.pruning.graph import graph_of
+
+    return graph_of(model)  # an unbuilt Sequential model: a ValueError
 
 
 def _nodes(graph):
