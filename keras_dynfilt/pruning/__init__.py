@@ -1,6 +1,7 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
 from keras_dynfilt.pruning import (
+    anymodel_rules,  # noqa: F401 - registers rules
     library_layers,  # noqa: F401 - registers rules
     op_rules,  # noqa: F401 - registers rules
 )
