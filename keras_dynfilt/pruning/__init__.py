@@ -23,13 +23,13 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
-from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
     WeightAxis,
     get_channel_rule,
     register_channel_rule,
 )
+from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 
 __all__ = [
     "ChannelGraph",

@@ -38,7 +38,7 @@ from keras.src.ops import numpy as ops_numpy
 
 from keras_dynfilt.pruning import cost as _cost
 from keras_dynfilt.pruning.registry import ChannelRule, register_channel_rule
-from keras_dynfilt.pruning.rules import merge_slots
+from keras_dynfilt.pruning.rules import ReshapeRule, merge_slots
 
 _KerasTensor = keras.KerasTensor
 
@@ -328,31 +328,6 @@ class MaxPoolingRule(ChannelRule):
         return [new]
 
 
-class ReshapeOpRule(ChannelRule):
-    """`keras.ops.reshape` (the new shape includes the batch axis): keeps
-    the last axis, or flattens to `(batch, units)`."""
-
-    elementwise = True
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        in_shape, out_shape = inputs[0].shape, output_shapes[0]
-        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
-            return [inputs[0].slots]
-        dims = in_shape[1:-1]
-        if len(out_shape) == 2 and all(d is not None for d in dims):
-            size = int(np.prod(dims, dtype=np.int64)) if dims else 1
-            return [np.tile(inputs[0].slots, size)]
-        return ctx.barrier(
-            layer, inputs, output_shapes, "reshape mixes the channel axis"
-        )
-
-    def compact_config(self, layer, config, keep_in, keep_out):
-        shape = list(config["newshape"])
-        if shape[-1] != -1:
-            shape[-1] = int(keep_out[0].sum())
-        return {**config, "newshape": shape}
-
-
 class ReduceOpRule(ChannelRule):
     """`mean`, `max`, `min`, `sum`, ... over axes other than channels."""
 
@@ -430,7 +405,7 @@ def _register():
         (ops_numpy.Concatenate, ConcatenateOpRule()),
         (ops_numpy.Split, SplitOpRule()),
         (ops_numpy.Pad, PadOpRule()),
-        (ops_numpy.Reshape, ReshapeOpRule()),
+        (ops_numpy.Reshape, ReshapeRule("newshape")),
         (ops_nn.Softmax, SoftmaxOpRule()),
     ):
         register_channel_rule(cls, rule)

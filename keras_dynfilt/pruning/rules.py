@@ -438,29 +438,49 @@ class FlattenRule(ChannelRule):
 
 
 class ReshapeRule(ChannelRule):
-    """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+    """The `Reshape` layer and `keras.ops.reshape`: one rule for both.
+
+    Reshaping keeps the elements' order, so element `p * C + c` of the
+    input (channel `c`) lands on output channel `(p * C + c) mod D`. When
+    the output's last axis `D` is a multiple of the input's channels `C`
+    (the same axis, a flatten, `(H, W, C) -> (H, W * C)`), that is channel
+    `c` again, every `C` positions: the output's slots are the input's,
+    tiled `D / C` times, and removing a channel shrinks `D` with it. A
+    reshape that splits the channels across axes (`Conv2D(36)` then
+    `Reshape((-1, 4))`, the anchor heads of detectors) holds its channels
+    fixed; its target shape is never rewritten.
+
+    Args:
+        key: The config key of the target shape (`"target_shape"` for the
+            layer, `"newshape"` for the op).
+    """
 
     elementwise = True
 
+    def __init__(self, key="target_shape"):
+        self.key = key
+
     def propagate(self, ctx, layer, inputs, output_shapes):
-        in_shape, out_shape = inputs[0].shape, output_shapes[0]
-        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
-            return [inputs[0].slots]
-        size = _spatial_size(in_shape)
-        if len(out_shape) == 2 and size is not None:
-            return [np.tile(inputs[0].slots, size)]
-        return ctx.barrier(
-            layer, inputs, output_shapes, "reshape mixes the channel axis"
-        )
+        channels, width = inputs[0].shape[-1], output_shapes[0][-1]
+        if len(inputs) != 1 or channels is None or width is None:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "reshape of unknown widths"
+            )
+        if width % channels == 0:
+            return [np.tile(inputs[0].slots, width // channels)]
+        reason = "reshape splits the channel axis"
+        ctx.fix(inputs[0].slots, reason)
+        slots = ctx.new_zeros(width)
+        ctx.fix(slots, reason)
+        return [slots]
 
     def compact_config(self, layer, config, keep_in, keep_out):
-        target = list(config["target_shape"])
-        if target[-1] != -1:
-            if len(target) == 1:
-                target[-1] = int(keep_out[0].sum())
-            else:
-                target[-1] = int(keep_in[0].sum())
-        return {**config, "target_shape": tuple(target)}
+        target = list(config[self.key])
+        width = len(keep_out[0])
+        if width % len(keep_in[0]) or target[-1] in (-1, None):
+            return config  # channels held, or the last axis is inferred
+        target[-1] = int(keep_out[0].sum())
+        return {**config, self.key: type(config[self.key])(target)}
 
 
 class InputLayerRule(ChannelRule):

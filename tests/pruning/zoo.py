@@ -170,7 +170,11 @@ def inputs_like(model, batch=3, seed=1):
 
 
 def run(model, x, training=False):
-    return keras.ops.convert_to_numpy(model(x, training=training))
+    """Every output, flattened and concatenated (one array)."""
+    outputs = keras.tree.flatten(model(x, training=training))
+    return np.concatenate(
+        [keras.ops.convert_to_numpy(o).reshape(-1) for o in outputs]
+    )
 
 
 def check_four(model, tmp_path, seed=3, min_groups=1, tolerance=1e-5):
