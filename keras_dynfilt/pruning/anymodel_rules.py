@@ -19,10 +19,12 @@ import math
 
 import keras
 import numpy as np
+from keras.src.ops import core as ops_core
 from keras.src.ops import image as ops_image
 from keras.src.ops import numpy as ops_numpy
 
 from keras_dynfilt.pruning import cost as _cost
+from keras_dynfilt.pruning.op_rules import ElementwiseOpRule
 from keras_dynfilt.pruning.registry import (
     ChannelRule,
     TensorSlots,
@@ -328,6 +330,10 @@ def _register():
     register_channel_rule(ops_numpy.GetItem, GetItemOpRule())
     _cost.register_layer_cost(ops_numpy.GetItem, _resize_cost)
     register_channel_rule(L.GroupNormalization, GroupNormalizationRule())
+    # `Functional.call` on symbolic inputs (a traced model subclass calling
+    # `super().call`) converts them: an identity on channels.
+    register_channel_rule(ops_core.ConvertToTensor, ElementwiseOpRule())
+    _cost.register_layer_cost(ops_core.ConvertToTensor, _resize_cost)
 
 
 _register()

@@ -338,6 +338,8 @@ def _symbolic_tensors(args, kwargs):
 
 
 def _subclass_inputs(model):
+    if isinstance(model, Functional):  # a graph subclass overriding `call`
+        return [_input_like(t) for t in model.inputs]
     config = model.get_build_config() if model.built else None
     shape = (config or {}).get("input_shape")
     if shape is None:

@@ -122,7 +122,7 @@ def test_barriers_are_reported_and_block_pruning(make, reason):
     "make",
     [
         lambda x: L.LayerNormalization()(x),
-        lambda x: L.GroupNormalization(groups=2)(x),
+        # (GroupNormalization prunes whole groups: test_zoo_layers.py.)
         lambda x: L.Activation("sigmoid")(x),
     ],
 )
