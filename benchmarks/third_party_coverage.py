@@ -53,12 +53,12 @@ def _resnet():
     from keras_hub.models import ResNetBackbone
 
     return ResNetBackbone(
-        input_conv_filters=[8],
+        input_conv_filters=[64],
         input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[8, 16],
-        stackwise_num_blocks=[2, 2],
+        stackwise_num_filters=[64, 32],  # keras-hub requires 64 first
+        stackwise_num_blocks=[1, 1],
         stackwise_num_strides=[1, 2],
-        block_type="bottleneck_block",
+        block_type="basic_block",
         image_shape=(32, 32, 3),
     )
 
@@ -93,7 +93,8 @@ def _cspnet():
         stackwise_depth=[1, 1],
         stackwise_strides=[2, 2],
         stackwise_num_filters=[16, 32],
-        block_type="bottleneck_block",
+        block_type="dark_block",
+        stage_type="dark",  # CSPDarkNet-style stages
         image_shape=(32, 32, 3),
     )
 
@@ -115,7 +116,7 @@ MODELS = {
     "MobileNetBackbone (V3)": _mobilenet,
     "ResNetBackbone": _resnet,
     "HGNetV2Backbone": _hgnetv2,
-    "CSPNetBackbone": _cspnet,
+    "CSPNetBackbone (dark)": _cspnet,
     "ViTBackbone": _vit,
 }
 

@@ -274,7 +274,43 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
             target.assign(value)
 
 
+def _third_party(layer):
+    module = type(layer).__module__ or ""
+    return not module.startswith(("keras.", "keras_dynfilt."))
+
+
+def _check_round_trip(graph):
+    """Third-party layers (not traced: barriers, layers with a registered
+    rule) are rebuilt from their own config, as `.keras` loading does;
+    one that cannot be (a `get_config` its `__init__` rejects, a `build`
+    that fails on the shapes of its config) is named, with the defect."""
+    from keras_dynfilt.pruning.tracing import refusal
+
+    for path, record in graph.records.items():
+        layer = record.layer
+        if not _third_party(layer) or is_graph_model(layer):
+            continue
+        try:
+            copy = type(layer).from_config(layer.get_config())
+            build = layer.get_build_config()
+            if build is not None:
+                copy.build_from_config(build)
+        except Exception as e:  # noqa: BLE001 - reported with the layer
+            why = refusal(layer)
+            traced = f" It could not be traced: {why}" if why else ""
+            raise ValueError(
+                f"compact cannot rebuild layer {path!r} "
+                f"({type(layer).__module__}.{type(layer).__name__}) from "
+                "its own config, as `.keras` loading would: "
+                f"`from_config(get_config())` then `build` fails with "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                "This is a defect of that layer (its config does not "
+                f"rebuild it), not of the model.{traced}"
+            ) from e
+
+
 def _rebuild(graph, model, removed, report):
+    _check_round_trip(graph)
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("build_config", None)
     serialized.pop("compile_config", None)

@@ -97,6 +97,19 @@ def is_traceable(layer):
     return not (module == "keras" or module.startswith("keras."))
 
 
+def _unserializable_identity(layer):
+    """A `keras.layers.Identity` whose config cannot be written (keras-hub
+    passes a `DTypePolicy` object to it, which Keras's automatic config
+    refuses): the traced graph skips it, it computes nothing."""
+    if type(layer) is not keras.layers.Identity:
+        return False
+    try:
+        layer.get_config()
+    except NotImplementedError:
+        return True
+    return False
+
+
 def refusal(layer):
     """Why `layer`'s `call` could not be traced, or `None`."""
     return _REFUSED.get(id(layer))
@@ -112,7 +125,7 @@ def _needs_trace(model, seen=None):
         if _graph_base(op) is not None:
             if _needs_trace(op, seen):
                 return True
-        elif is_traceable(op):
+        elif is_traceable(op) or _unserializable_identity(op):
             return True
     return False
 
@@ -289,6 +302,8 @@ class _Tracer:
 
         def call(op, *args, **kwargs):
             path = prefix + (op.name,)
+            if _unserializable_identity(op) and len(args) == 1:
+                return args[0]  # `training=` and the like change nothing
             if _graph_base(op) is not None:
                 return self.graph(op, path)(*args, **kwargs)
             if is_traceable(op):
