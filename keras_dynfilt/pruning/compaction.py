@@ -357,6 +357,10 @@ def compact(model, masks=None):
     change through `get_config` / `from_config` (or are not in their config)
     are fine.
 
+    Custom layers and models with a hand-written `call` are traced first
+    (`keras_dynfilt.pruning.trace`): each traced block comes back as a
+    functional model of its compacted parts (a `UserWarning` names them).
+
     A subclass of `keras.Model` whose `__init__` builds a graph (a backbone
     as model libraries write them, top-level or used as a layer) comes back
     as its own class when its config lists its layers (Keras then rebuilds

@@ -14,7 +14,7 @@ the node's arguments. Each gets the channel rule of its layer equivalent:
   node's own constants (`x * 2.0` keeps 0, `x + 3.0` does not);
 - `concatenate` (channel offsets), `split` along channels (each output a
   slice; the reverse of `Concatenate`), `pad` (spatial: pass-through;
-  channel axis: like `ChannelPadding`), `reshape` (as the `Reshape` layer,
+  channel axis: like `ChannelPadding`), `reshape` (the `Reshape` layer's rule,
   batch axis included), reductions (`mean`, `max`, `sum`, ...) over other
   axes than channels.
 
