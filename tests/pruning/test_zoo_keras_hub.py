@@ -32,12 +32,16 @@ MODELS = _builders()
 
 @pytest.mark.parametrize("name", [
     "MobileNetBackbone (V3)", "HGNetV2Backbone", "CSPNetBackbone (dark)",
+    "MobileNetImageClassifier",
+    # SpatialPyramidPooling cannot rebuild itself on `.keras` load; traced,
+    # the compacted model holds its parts and reloads.
+    "DeepLabV3Backbone (SpatialPyramidPooling)",
 ])
 def test_keras_hub_backbone(name, tmp_path):
     model = MODELS[name]()
     groups = filter_groups(model, warn=False)
     assert not groups.barriers
-    if name != "CSPNetBackbone (dark)":  # functional all the way down
+    if not name.startswith("CSPNet"):  # functional all the way down
         assert groups.traced  # keras-hub's blocks were traced
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
