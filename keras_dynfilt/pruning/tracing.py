@@ -43,8 +43,14 @@ import weakref
 import keras
 import numpy as np
 
-from keras_dynfilt._keras_private import Functional
-from keras_dynfilt.pruning.registry import get_channel_rule
+from keras_dynfilt._keras_private import (
+    Functional,
+    graph_nodes,
+    producing_operation,
+    run_graph,
+)
+from keras_dynfilt.pruning.graph import _graph_base, graph_of
+from keras_dynfilt.pruning.rules.base import get_channel_rule
 
 TracedBlock = collections.namedtuple("TracedBlock", ["path", "class_name"])
 TracedBlock.__doc__ = """A layer or model whose `call` was traced: its path
@@ -56,28 +62,13 @@ _CACHE = weakref.WeakKeyDictionary()
 _REFUSED = {}
 
 
-def _graph_base(layer):
-    if isinstance(layer, keras.Sequential):
-        base = keras.Sequential
-    elif isinstance(layer, Functional):
-        base = Functional
-    else:
-        return None
-    return base if type(layer).call is base.call else None
-
-
 def _graph(model):
-    from keras_dynfilt.pruning.graph import graph_of
-
     return graph_of(model)  # an unbuilt Sequential model: a ValueError
 
 
 def _nodes(graph):
     """The graph's operation nodes, inputs first."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if not node.is_input and node.operation is not None:
-                yield node
+    return graph_nodes(graph)
 
 
 def is_traceable(layer):
@@ -295,7 +286,7 @@ class _Tracer:
         inputs = [
             keras.Input(
                 batch_shape=tuple(t.shape), dtype=t.dtype,
-                name=t._keras_history.operation.name,
+                name=producing_operation(t).name,
             )
             for t in graph.inputs
         ]
@@ -315,7 +306,7 @@ class _Tracer:
                 return sub(tensors[0] if len(tensors) == 1 else tensors)
             return op(*args, **kwargs)
 
-        outputs = graph._run_through_graph(inputs, call_fn=call)
+        outputs = run_graph(graph, inputs, call)
         return keras.Model(
             inputs[0] if len(inputs) == 1 else inputs, outputs,
             name=model.name, trainable=model.trainable,
