@@ -151,3 +151,27 @@ def test_state_update_is_refused():
     model = keras.Model(inputs, Counter(name="counter")(L.Dense(3)(inputs)))
     (barrier,) = filter_groups(model, warn=False).barriers
     assert "state update" in barrier.reason
+
+
+def test_lambda_layers_are_traced_and_reload_safely(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="a")(inputs)
+    x = L.Lambda(lambda t: keras.ops.relu(t) * 2.0, name="double_relu")(x)
+    x = L.Conv2D(4, 3, name="b")(x)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    groups = filter_groups(model, warn=False)
+    assert [b.class_name for b in groups.traced] == ["Lambda"]
+    # The compacted model has no Lambda left: it loads with safe_mode.
+    small = zoo.check_four(model, tmp_path)
+    assert not any(isinstance(la, L.Lambda) for la in small.layers)
+
+
+def test_traced_blocks_match_in_training_mode():
+    model = zoo.residual_blocks_model()
+    zoo.randomize(model, seed=5)
+    zoo.zero_random_units(model, seed=5)
+    x = zoo.inputs_like(model, batch=4)
+    small = quiet_compact(model)
+    assert zoo.max_relative_difference(
+        zoo.run(model, x, training=True), zoo.run(small, x, training=True)
+    ) <= 1e-5

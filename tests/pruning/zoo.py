@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_dynfilt.pruning import compact, filter_groups, model_cost
-from tests.pruning.builders import (
+from tests.pruning.builders import (  # noqa: F401 - re-exported
     max_relative_difference,
     randomize,
     zero_random_units,
