@@ -179,12 +179,16 @@ class FilterGroups(list):
         graph: The `ChannelGraph` the groups come from.
         barriers: List of `Barrier(layer, class_name, reason)`: layers the
             engine treated as barriers.
+        traced: List of `TracedBlock(path, class_name)`: the custom layers
+            and subclassed models whose `call` was traced into their parts
+            (see `keras_dynfilt.pruning.trace`).
     """
 
     def __init__(self, groups, graph):
         super().__init__(groups)
         self.graph = graph
         self.barriers = graph.barriers
+        self.traced = list(getattr(graph, "traced", []))
 
     def held_fixed(self):
         """The producer filters that cannot be pruned, grouped by reason.
@@ -466,6 +470,9 @@ class ChannelGraph(RuleContext):
         out_shapes = [tuple(t.shape) for t in node.output_tensors]
         if rule is None:
             reason = f"no channel rule registered for {type(layer).__name__}"
+            refused = _tracing().refusal(layer)
+            if refused is not None:
+                reason += f"; it was not traced: {refused}"
             if isinstance(layer, (Functional, keras.Sequential)):
                 reason = "a model class that overrides `call` (its graph is "
                 reason += "not what it computes)"
@@ -585,7 +592,6 @@ class ChannelGraph(RuleContext):
             removed = self.removed_lookup(removed)
         return ~removed[self.roots[np.asarray(slots, np.int64)]]
 
-
     def is_current(self):
         """Whether the analysis still describes its model: the same graph
         objects (a Sequential model gets a new one from `add`/`pop`), the
@@ -616,9 +622,18 @@ class ChannelGraph(RuleContext):
 _ANALYSES = weakref.WeakKeyDictionary()
 
 
+def _tracing():
+    from keras_dynfilt.pruning import tracing
+
+    return tracing
+
+
 def analyze(model):
-    """Builds the `ChannelGraph` of a functional or Sequential model."""
-    graph = ChannelGraph(model)
+    """Builds the `ChannelGraph` of a model (custom layers and subclassed
+    models traced first, see `keras_dynfilt.pruning.trace`)."""
+    traced, blocks = _tracing()._traced(model)
+    graph = ChannelGraph(traced)
+    graph.traced = list(blocks)
     try:
         _ANALYSES[model] = weakref.ref(graph)
     except TypeError:  # a model that cannot be weakly referenced or hashed
@@ -626,10 +641,18 @@ def analyze(model):
     return graph
 
 
-def cached_analysis(model):
-    """The latest `ChannelGraph` of `model` while it is alive (a caller
-    holds its groups) and still describes the model (`is_current`), else a
-    new analysis."""
+def cached_analysis(model, graph=None):
+    """A `ChannelGraph` of `model` without analysing it again if possible.
+
+    `graph` (e.g. the graph of the groups a mask names) when it is an
+    analysis of `model` that still describes it (`is_current`), else the
+    latest analysis of `model` while it is alive (a caller holds its
+    groups) and current, else a new analysis.
+    """
+    if graph is not None and graph.is_current() and (
+        graph.model is model or graph.model is _tracing()._traced(model)[0]
+    ):
+        return graph
     try:
         ref = _ANALYSES.get(model)
     except TypeError:
