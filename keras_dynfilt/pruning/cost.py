@@ -156,9 +156,11 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
             ins = [values[id(t)] for t in node.input_tensors]
             outs = _walk(op, ins, path, seen, found, pruned)
         else:
-            args, kwargs = node.arguments.fill_in(values)
-            spec = op.compute_output_spec(*args, **kwargs)
-            outs = keras.tree.flatten(spec)
+            outs = _recorded_outputs(node, values)
+            if outs is None:
+                args, kwargs = node.arguments.fill_in(values)
+                spec = op.compute_output_spec(*args, **kwargs)
+                outs = keras.tree.flatten(spec)
             in_shapes = [tuple(values[id(t)].shape)
                          for t in node.input_tensors]
             out_shapes = [tuple(o.shape) for o in outs]
@@ -200,6 +202,23 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
         for tensor, spec in zip(node.output_tensors, outs):
             values[id(tensor)] = spec
     return [values[id(t)] for t in graph.outputs]
+
+
+def _recorded_outputs(node, values):
+    """The node's output specs as the graph recorded them, when its inputs
+    have the recorded shapes (the batch axis aside) and its outputs are
+    fully defined: Keras inferred them from those very shapes, and asking
+    it again (`compute_output_spec`) is most of the walk's time."""
+    for t in node.input_tensors:
+        if tuple(values[id(t)].shape[1:]) != tuple(t.shape[1:]):
+            return None
+    outs = []
+    for t in node.output_tensors:
+        shape = tuple(t.shape)
+        if not shape or any(d is None for d in shape[1:]):
+            return None
+        outs.append(keras.KerasTensor((1,) + shape[1:], dtype=t.dtype))
+    return outs
 
 
 def _check_input_shapes(shapes, inputs, input_shape):
