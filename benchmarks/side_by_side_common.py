@@ -182,6 +182,16 @@ def onnx_latency(path, batch, image_shape, repeats):
     return time_calls(lambda: session.run(None, {name: x}), repeats)
 
 
+def onnx_difference(path, x, expected):
+    """Largest |ORT output - the library's output| on the batch `x`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    got = session.run(None, {name: x.astype(np.float32)})[0]
+    return float(np.max(np.abs(got - np.asarray(expected))))
+
+
 def write_json(path, data):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

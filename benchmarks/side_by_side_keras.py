@@ -151,8 +151,14 @@ def latency(model, repeats):
 
 
 def onnx_measures(model, path, repeats):
+    x = np.random.default_rng(1).standard_normal((8, 28, 28, 1))
+    x = x.astype(np.float32)
+    expected = model.predict_on_batch(x)  # export needs a called model
     model.export(str(path), format="onnx", verbose=False)
     return {
+        "max_abs_diff_vs_keras": common.onnx_difference(
+            str(path), x, expected
+        ),
         "cost": common.onnx_cost(str(path)),
         "latency": {
             f"batch_{b}": common.onnx_latency(

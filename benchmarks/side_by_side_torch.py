@@ -194,7 +194,14 @@ def export_onnx(model, path, image_shape):
 def onnx_measures(model, path, image_shape, repeats):
     export_onnx(model, path, image_shape)
     nchw = (image_shape[2],) + tuple(image_shape[:2])
+    x = np.random.default_rng(1).standard_normal((8,) + nchw)
+    x = x.astype(np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).numpy()
     return {
+        "max_abs_diff_vs_torch": common.onnx_difference(
+            str(path), x, expected
+        ),
         "cost": common.onnx_cost(str(path)),
         "latency": {
             f"batch_{b}": common.onnx_latency(str(path), b, nchw, repeats[b])

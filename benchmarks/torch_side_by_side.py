@@ -178,9 +178,9 @@ def rows(results):
                            / base["cost"][params_key]))
                 for b in (1, 64):
                     add(library, method, f"own_b{b}",
-                        r["latency"][f"batch_{b}"]["median_ms"])
+                        r["latency"][f"batch_{b}"]["min_ms"])
                     add(library, method, f"onnx_b{b}",
-                        r["onnx"]["latency"][f"batch_{b}"]["median_ms"])
+                        r["onnx"]["latency"][f"batch_{b}"]["min_ms"])
                 if "prune_seconds" in r:
                     add(library, method, "prune_s", r["prune_seconds"])
     return table
