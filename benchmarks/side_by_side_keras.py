@@ -186,6 +186,8 @@ def stage_base(args, data):
         "accuracy_untrained": acc0,
         "accuracy": accuracy(model, xt, yt),
         "cost": counts(model),
+        "latency": latency(model, REPEATS),
+        "onnx": onnx_measures(model, args.ckpt / "base.onnx", REPEATS),
     }
     common.write_json(args.parts / "base.json", result)
     common.log("keras base", result["accuracy"])
@@ -240,22 +242,14 @@ def load(path):
 
 def stage_prune(args, data):
     x, y, xt, yt = data
-    base = load(args.ckpt / "base.keras")
     taylor = common.taylor_batches(
         x, y, args.seed, common.RECIPE["batch_size"],
         common.RECIPE["taylor_batches"],
     )
-    out = common.read_json(args.parts / "prune.json") or {}
-    if "base" not in out:
-        out["base"] = {
-            "accuracy": accuracy(base, xt, yt),
-            "cost": counts(base),
-            "latency": latency(base, REPEATS),
-            "onnx": onnx_measures(base, args.ckpt / "base.onnx", REPEATS),
-        }
-        common.write_json(args.parts / "prune.json", out)
+    reference = common.read_json(args.parts / "base.json")
     for method in args.methods:
-        if method in out:
+        part = args.parts / f"prune_{method}.json"
+        if part.exists():
             continue
         common.log(f"keras prune {method}")
         keras.utils.set_random_seed(args.seed)
@@ -268,7 +262,7 @@ def stage_prune(args, data):
         )
         small.save(args.ckpt / f"{method}.keras")
         cost = counts(small)
-        out[method] = {
+        result = {
             "prune_kwargs": dict(PRUNE_ARGS[method], target_macs=0.5),
             "prune_seconds": seconds,
             "report": report_summary(report),
@@ -276,16 +270,16 @@ def stage_prune(args, data):
             "finetune_epoch_seconds": ft,
             "accuracy_finetuned": accuracy(small, xt, yt),
             "cost": cost,
-            "macs_fraction": cost["macs"] / out["base"]["cost"]["macs"],
+            "macs_fraction": cost["macs"] / reference["cost"]["macs"],
             "params_fraction": cost["trainable_params"]
-            / out["base"]["cost"]["trainable_params"],
+            / reference["cost"]["trainable_params"],
             "latency": latency(small, REPEATS),
             "onnx": onnx_measures(
                 small, args.ckpt / f"{method}.onnx", REPEATS
             ),
         }
-        common.write_json(args.parts / "prune.json", out)
-        common.log("keras", method, out[method]["accuracy_finetuned"])
+        common.write_json(part, result)
+        common.log("keras", method, result["accuracy_finetuned"])
 
 
 SFP_RATE = 0.4

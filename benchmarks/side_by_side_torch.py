@@ -303,6 +303,10 @@ def stage_base(args, data):
         "accuracy_untrained": acc0,
         "accuracy": accuracy(model, xt, yt),
         "cost": counts(model, args.image_shape),
+        "latency": latency(model, args.image_shape, REPEATS),
+        "onnx": onnx_measures(
+            model, args.ckpt / "base.onnx", args.image_shape, REPEATS
+        ),
     }
     common.write_json(args.parts / "base.json", result)
     common.log("torch base", result["accuracy"])
@@ -319,19 +323,10 @@ def stage_prune(args, data):
         x, y, args.seed, common.RECIPE["batch_size"],
         common.RECIPE["taylor_batches"],
     )
-    out = common.read_json(args.parts / "prune.json") or {}
-    if "base" not in out:
-        out["base"] = {
-            "accuracy": accuracy(base, xt, yt),
-            "cost": counts(base, args.image_shape),
-            "latency": latency(base, args.image_shape, REPEATS),
-            "onnx": onnx_measures(
-                base, args.ckpt / "base.onnx", args.image_shape, REPEATS
-            ),
-        }
-        common.write_json(args.parts / "prune.json", out)
+    reference = common.read_json(args.parts / "base.json")
     for method in args.methods:
-        if method in out:
+        part = args.parts / f"prune_{method}.json"
+        if part.exists():
             continue
         common.log(f"torch prune {method}")
         torch.manual_seed(args.seed)
@@ -347,7 +342,7 @@ def stage_prune(args, data):
         )
         torch.save(model, args.ckpt / f"{method}.pt")
         cost = counts(model, args.image_shape)
-        out[method] = {
+        result = {
             "pruning_ratio": ratio,
             "prune_seconds": seconds,
             "search_seconds": search,
@@ -355,16 +350,16 @@ def stage_prune(args, data):
             "finetune_epoch_seconds": ft,
             "accuracy_finetuned": accuracy(model, xt, yt),
             "cost": cost,
-            "macs_fraction": cost["macs"] / out["base"]["cost"]["macs"],
-            "params_fraction": cost["params"] / out["base"]["cost"]["params"],
+            "macs_fraction": cost["macs"] / reference["cost"]["macs"],
+            "params_fraction": cost["params"] / reference["cost"]["params"],
             "latency": latency(model, args.image_shape, REPEATS),
             "onnx": onnx_measures(
                 model, args.ckpt / f"{method}.onnx", args.image_shape,
                 REPEATS,
             ),
         }
-        common.write_json(args.parts / "prune.json", out)
-        common.log("torch", method, out[method]["accuracy_finetuned"])
+        common.write_json(part, result)
+        common.log("torch", method, result["accuracy_finetuned"])
 
 
 def main(argv=None):

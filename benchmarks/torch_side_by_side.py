@@ -27,7 +27,7 @@ both with one thread, under `nice`.
 
     make venv-sidebyside
     python benchmarks/torch_side_by_side.py --stage all --seeds 0,1,2 \\
-        --epochs 3 --finetune-epochs 1
+        --epochs 2 --finetune-epochs 1
 """
 
 import argparse
@@ -52,7 +52,7 @@ PUBLISHED = [
 ]
 
 
-def worker_command(args, library, stage, seed):
+def worker_command(args, library, stage, seed, methods=None):
     python = args.keras_python if library == "keras" else args.torch_python
     command = [
         python, str(HERE / WORKERS[library]), "--stage", stage,
@@ -61,8 +61,9 @@ def worker_command(args, library, stage, seed):
         "--finetune-epochs", str(args.finetune_epochs),
         "--work", str(args.work),
     ]
-    if args.methods:
-        command += ["--methods", args.methods]
+    methods = methods or args.methods
+    if methods:
+        command += ["--methods", methods]
     if args.limit:
         command += ["--limit", str(args.limit)]
     if args.nice:
@@ -96,10 +97,17 @@ def run_parallel(commands):
 
 def run_stage(args, stage, libraries):
     for seed in args.seeds:
-        run_parallel([
-            (lib, worker_command(args, lib, stage, seed))
-            for lib in libraries
-        ])
+        commands = []
+        for lib in libraries:
+            if stage == "prune" and args.parallel_methods:
+                methods = (args.methods or ",".join(common.METHODS)).split(",")
+                commands += [
+                    (lib, worker_command(args, lib, stage, seed, m))
+                    for m in methods
+                ]
+            else:
+                commands.append((lib, worker_command(args, lib, stage, seed)))
+        run_parallel(commands)
 
 
 def collect(args, seed):
@@ -118,7 +126,8 @@ def collect(args, seed):
         folder = pathlib.Path(args.work) / library / f"seed_{seed}"
         parts = {
             stage: common.read_json(folder / f"{stage}.json")
-            for stage in ("base", "prune", "sfp")
+            for stage in ["base", "sfp"]
+            + [f"prune_{m}" for m in common.METHODS]
         }
         out[library] = {k: v for k, v in parts.items() if v is not None}
     return out
@@ -144,17 +153,14 @@ def rows(results):
     for res in results:
         for library in WORKERS:
             parts = res.get(library, {})
-            prune = parts.get("prune") or {}
-            base = prune.get("base")
+            base = parts.get("base")
             if base is None:
-                if parts.get("base"):
-                    add(library, "base", "acc_base",
-                        100 * parts["base"]["accuracy"])
                 continue
             ref_macs = base["cost"]["macs"]
             ref_onnx = base["onnx"]["cost"]["macs"]
             entries = [("base", base)] + [
-                (m, prune[m]) for m in common.METHODS if m in prune
+                (m, parts[f"prune_{m}"]) for m in common.METHODS
+                if f"prune_{m}" in parts
             ]
             if parts.get("sfp"):
                 entries.append(("sfp_40", parts["sfp"]))
@@ -279,7 +285,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
     parser.add_argument("--depth", type=int, default=20,
                         help="ResNet depth 6n+2 (20; 56 if time allows)")
-    parser.add_argument("--epochs", type=int, default=3,
+    parser.add_argument("--epochs", type=int, default=2,
                         help="base training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--libraries", default="keras,torch")
@@ -302,6 +308,10 @@ def main(argv=None):
         help="interpreter with torch and torch-pruning",
     )
     parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument(
+        "--parallel-methods", action="store_true",
+        help="prune: one process per method (each one thread)",
+    )
     parser.add_argument("--limit", type=int, default=0,
                         help="first N images only (smoke runs)")
     args = parser.parse_args(argv)
