@@ -27,7 +27,7 @@ both with one thread, under `nice`.
 
     make venv-sidebyside
     python benchmarks/torch_side_by_side.py --stage all --seeds 0,1,2 \\
-        --epochs 2 --finetune-epochs 1
+        --epochs 1 --finetune-epochs 1
 """
 
 import argparse
@@ -130,6 +130,9 @@ def collect(args, seed):
             + [f"prune_{m}" for m in common.METHODS]
         }
         out[library] = {k: v for k, v in parts.items() if v is not None}
+        if "base" in out[library]:
+            # What the workers ran, not what this call was given.
+            out["epochs"] = out[library]["base"]["epochs"]
     return out
 
 
@@ -285,7 +288,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
     parser.add_argument("--depth", type=int, default=20,
                         help="ResNet depth 6n+2 (20; 56 if time allows)")
-    parser.add_argument("--epochs", type=int, default=2,
+    parser.add_argument("--epochs", type=int, default=1,
                         help="base training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--libraries", default="keras,torch")
