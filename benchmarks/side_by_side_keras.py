@@ -262,7 +262,10 @@ def stage_prune(args, data):
         )
         small.save(args.ckpt / f"{method}.keras")
         cost = counts(small)
+        import keras_dynfilt
+
         result = {
+            "keras_dynfilt": os.path.dirname(keras_dynfilt.__file__),
             "prune_kwargs": dict(PRUNE_ARGS[method], target_macs=0.5),
             "prune_seconds": seconds,
             "report": report_summary(report),
