@@ -87,6 +87,17 @@ def batch_slices(n, batch_size):
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
+def epoch_batches(n, batch_size, fraction=1.0):
+    """The batches of one training "epoch": the first `fraction` of them.
+
+    With `fraction < 1` an epoch is the first `round(fraction * N)` batches
+    of that epoch's shuffled order of the full training set (the whole
+    60k are drawn from; a CPU-starved run takes fewer steps).
+    """
+    slices = batch_slices(n, batch_size)
+    return slices[: max(1, round(fraction * len(slices)))]
+
+
 def cosine_lr(base_lr, step, total_steps):
     """The learning rate at `step` (cosine from `base_lr` to 0)."""
     step = min(step, total_steps)

@@ -35,11 +35,11 @@ def set_threads():
 class EpochBatches(keras.utils.PyDataset):
     """Batches in `common.epoch_order`: the PyTorch side's exact order."""
 
-    def __init__(self, x, y, seed, epoch_offset=0):
+    def __init__(self, x, y, seed, epoch_offset=0, fraction=1.0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.seed = x, y, seed
         self.batch = common.RECIPE["batch_size"]
-        self.slices = common.batch_slices(len(x), self.batch)
+        self.slices = common.epoch_batches(len(x), self.batch, fraction)
         self.offset = epoch_offset
         # Keras calls `on_epoch_begin` before each epoch, the first too.
         self.epoch = epoch_offset - 1
@@ -103,8 +103,11 @@ def compile_for(model, base_lr, steps):
     )
 
 
-def train(model, x, y, seed, epochs, base_lr, epoch_offset=0, callbacks=()):
-    data = EpochBatches(x, y, seed, epoch_offset)
+def train(
+    model, x, y, seed, epochs, base_lr, epoch_offset=0, callbacks=(),
+    fraction=1.0,
+):
+    data = EpochBatches(x, y, seed, epoch_offset, fraction)
     compile_for(model, base_lr, epochs * len(data))
     timer = EpochTimes()
     model.fit(
@@ -174,13 +177,17 @@ def stage_base(args, data):
     model = build(args.depth, args.seed)
     acc0 = accuracy(model, xt, yt)
     start = time.perf_counter()
-    times = train(model, x, y, args.seed, args.epochs, common.RECIPE["lr"])
+    times = train(
+        model, x, y, args.seed, args.epochs, common.RECIPE["lr"],
+        fraction=args.epoch_fraction,
+    )
     model.save(args.ckpt / "base.keras")
     result = {
         "library": LIBRARY,
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "epochs": args.epochs,
+        "epoch_fraction": args.epoch_fraction,
         "epoch_seconds": times,
         "train_seconds": time.perf_counter() - start,
         "accuracy_untrained": acc0,
@@ -259,6 +266,7 @@ def stage_prune(args, data):
         ft = train(
             small, x, y, args.seed, args.finetune_epochs,
             common.RECIPE["finetune_lr"], epoch_offset=1000,
+            fraction=args.epoch_fraction,
         )
         small.save(args.ckpt / f"{method}.keras")
         cost = counts(small)
@@ -313,7 +321,7 @@ def stage_sfp(args, data):
         start = time.perf_counter()
         times = train(
             model, x, y, args.seed, epochs, common.RECIPE["lr"],
-            callbacks=[sfp],
+            callbacks=[sfp], fraction=args.epoch_fraction,
         )
         trained = {
             "epoch_seconds": times,
@@ -330,6 +338,7 @@ def stage_sfp(args, data):
     result = {
         "pruning_rate": SFP_RATE,
         "epochs": epochs,
+        "epoch_fraction": args.epoch_fraction,
         "finetune_epochs": args.finetune_epochs,
         **trained,
         "prune_seconds": compact_seconds,
@@ -354,6 +363,7 @@ def main(argv=None):
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--epoch-fraction", type=float, default=1.0)
     parser.add_argument("--work", required=True)
     parser.add_argument("--methods", default=",".join(common.METHODS))
     parser.add_argument("--limit", type=int, default=0,

@@ -103,14 +103,14 @@ def decayed(model):
     return [p for p in model.parameters() if p.ndim > 1]
 
 
-def train(model, x, y, seed, epochs, base_lr, epoch_offset=0):
+def train(model, x, y, seed, epochs, base_lr, epoch_offset=0, fraction=1.0):
     """The recipe of `common.RECIPE`, one epoch order per epoch."""
     batch = common.RECIPE["batch_size"]
     wd = common.RECIPE["weight_decay"]
     optimizer = torch.optim.SGD(
         model.parameters(), lr=base_lr, momentum=0.9, nesterov=True
     )
-    slices = common.batch_slices(len(x), batch)
+    slices = common.epoch_batches(len(x), batch, fraction)
     total, step, times = epochs * len(slices), 0, []
     decay = decayed(model)
     loss_fn = nn.CrossEntropyLoss()
@@ -292,12 +292,16 @@ def stage_base(args, data):
     model = ResNetCifar(args.depth)
     acc0 = accuracy(model, xt, yt)
     start = time.perf_counter()
-    times = train(model, x, y, args.seed, args.epochs, common.RECIPE["lr"])
+    times = train(
+        model, x, y, args.seed, args.epochs, common.RECIPE["lr"],
+        fraction=args.epoch_fraction,
+    )
     torch.save(model, args.ckpt / "base.pt")
     result = {
         "library": LIBRARY,
         "torch": torch.__version__,
         "epochs": args.epochs,
+        "epoch_fraction": args.epoch_fraction,
         "epoch_seconds": times,
         "train_seconds": time.perf_counter() - start,
         "accuracy_untrained": acc0,
@@ -339,6 +343,7 @@ def stage_prune(args, data):
         ft = train(
             model, x, y, args.seed, args.finetune_epochs,
             common.RECIPE["finetune_lr"], epoch_offset=1000,
+            fraction=args.epoch_fraction,
         )
         torch.save(model, args.ckpt / f"{method}.pt")
         cost = counts(model, args.image_shape)
@@ -369,6 +374,7 @@ def main(argv=None):
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--epoch-fraction", type=float, default=1.0)
     parser.add_argument("--work", required=True)
     parser.add_argument("--methods", default=",".join(common.METHODS))
     parser.add_argument("--limit", type=int, default=0,

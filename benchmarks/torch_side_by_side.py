@@ -59,6 +59,7 @@ def worker_command(args, library, stage, seed, methods=None):
         "--seed", str(seed), "--depth", str(args.depth),
         "--epochs", str(args.epochs),
         "--finetune-epochs", str(args.finetune_epochs),
+        "--epoch-fraction", str(args.epoch_fraction),
         "--work", str(args.work),
     ]
     methods = methods or args.methods
@@ -133,6 +134,9 @@ def collect(args, seed):
         if "base" in out[library]:
             # What the workers ran, not what this call was given.
             out["epochs"] = out[library]["base"]["epochs"]
+            out["epoch_fraction"] = out[library]["base"].get(
+                "epoch_fraction", 1.0
+            )
     return out
 
 
@@ -291,6 +295,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1,
                         help="base training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument(
+        "--epoch-fraction", type=float, default=1.0,
+        help="an epoch is the first FRACTION of the batches of each "
+        "shuffled pass over the full training set (CPU-starved runs)",
+    )
     parser.add_argument("--libraries", default="keras,torch")
     parser.add_argument("--methods", default=None,
                         help=f"subset of {','.join(common.METHODS)}")
