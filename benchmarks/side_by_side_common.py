@@ -110,7 +110,7 @@ def taylor_batches(x, y, seed, batch_size, count):
     return x[order], y[order]
 
 
-def time_calls(fn, repeats, warmup=3, budget_s=60.0):
+def time_calls(fn, repeats, warmup=2, budget_s=30.0):
     """Median and spread (min, max) of `fn()` in milliseconds.
 
     Stops early when `budget_s` is spent (contended machines), recording
