@@ -137,6 +137,13 @@ def collect(args, seed):
             out["epoch_fraction"] = out[library]["base"].get(
                 "epoch_fraction", 1.0
             )
+    expected = {
+        "keras": ["base", "sfp"] + [f"prune_{m}" for m in common.METHODS],
+        "torch": ["base"] + [f"prune_{m}" for m in common.METHODS],
+    }
+    out["complete"] = all(
+        part in out[lib] for lib, parts in expected.items() for part in parts
+    )
     return out
 
 
