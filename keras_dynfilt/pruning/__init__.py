@@ -34,6 +34,7 @@ from keras_dynfilt.pruning.rules.base import (
     register_channel_rule,
 )
 from keras_dynfilt.pruning.rules.context import RuleContext
+from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 
 __all__ = [
     "ChannelGraph",
@@ -63,4 +64,7 @@ __all__ = [
     "PruningReport",
     "register_channel_rule",
     "register_layer_cost",
+    "trace",
+    "traced_blocks",
+    "TracedBlock",
 ]

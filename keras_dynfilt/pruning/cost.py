@@ -297,6 +297,9 @@ def model_cost(
             "`input_shape` must be None, a tuple of dimensions or a list of "
             f"tuples. Received: input_shape={input_shape!r}"
         )
+    from keras_dynfilt.pruning.tracing import trace
+
+    model = trace(model)
     graph = graph_of(model)
     if input_shape is None:
         shapes = [tuple(x.shape[1:]) for x in graph.inputs]
