@@ -5,6 +5,7 @@ from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
+    macs_reduction,
     model_cost,
     print_cost,
     register_layer_cost,
@@ -47,6 +48,7 @@ __all__ = [
     "compact",
     "filter_groups",
     "inference_latency",
+    "macs_reduction",
     "get_channel_rule",
     "get_layer_cost",
     "model_cost",

@@ -46,17 +46,6 @@ def _zero_targets(group):
     return targets
 
 
-def _check_keep(group, keep):
-    keep = np.asarray(keep)
-    if keep.shape != (group.size,) or keep.dtype.kind not in "biu":
-        raise ValueError(
-            f"`keep` must be a boolean array of shape ({group.size},) for "
-            f"group {group.name!r}. Received: keep of shape {keep.shape} and "
-            f"dtype {keep.dtype}"
-        )
-    return keep.astype(bool)
-
-
 def apply_group_mask(group, keep):
     """Zeroes the removed units of a filter group in place.
 
@@ -92,7 +81,7 @@ def apply_group_mask(group, keep):
             f"`keep` removes every unit of group {group.name!r}; keep at "
             "least one (a layer cannot lose all its filters)."
         )
-    assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
+    assign_unit_mask(_zero_targets(group), keep)
 
 
 def assign_unit_mask(targets, keep):
@@ -115,8 +104,9 @@ def assign_unit_mask(targets, keep):
         variable.assign(ops.where(mask, value, ops.zeros_like(value)))
 
 
-def zero_units(graph):
-    """Roots of the prunable units whose masked parameters are all zero."""
+def removed_roots(graph):
+    """The units a masked model has removed: the roots of the prunable
+    units whose masked parameters are all zero (`compact` drops them)."""
     nonzero = np.zeros(len(graph.roots), bool)
     for record in graph.records.values():
         if record.rule is None:
@@ -141,3 +131,6 @@ def zero_units(graph):
     return np.array(
         [r for r in graph.prunable_roots if not nonzero[r]], np.int64
     )
+
+
+zero_units = removed_roots  # the older name (it returns roots, not units)

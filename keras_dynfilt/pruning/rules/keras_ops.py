@@ -40,7 +40,11 @@ from keras_dynfilt.pruning.rules.base import (
     register_channel_rule,
     register_layer_cost,
 )
-from keras_dynfilt.pruning.rules.keras_layers import NEG_INF_PADS, merge_slots
+from keras_dynfilt.pruning.rules.keras_layers import (
+    NEG_INF_PADS,
+    _last_axis,
+    merge_slots,
+)
 
 _KerasTensor = keras.KerasTensor
 
@@ -81,10 +85,6 @@ def _at_zero(node, op):
         return np.asarray(keras.ops.convert_to_numpy(out), "float64")
     except Exception:  # noqa: BLE001 - any failure: cannot reason
         return None
-
-
-def _last_axis(axis, rank):
-    return axis is not None and axis % rank == rank - 1
 
 
 def _channel_axes(axis, rank):

@@ -102,8 +102,10 @@ class MFMRule(ChannelRule):
             )
         half = len(slots) // 2
         ctx.couple(slots[half:], slots[:half])
-        live = ctx.is_live(slots[:half]) | ctx.is_live(slots[half:])
-        return [ctx.with_live(slots[:half], live)]
+        nonzero = ctx.stays_nonzero(slots[:half]) | ctx.stays_nonzero(
+            slots[half:]
+        )
+        return [ctx.with_nonzero(slots[:half], nonzero)]
 
 
 class ChannelPaddingRule(ChannelRule):
