@@ -328,11 +328,11 @@ def macs_reduction(full, small):
         A float: 0.4 when the small model needs 60% of the full one's MACs.
 
     Examples:
-        >>> full = model_cost(keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(10)]))
-        >>> small = model_cost(keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(6)]))
-        >>> round(macs_reduction(full, small), 3)
+        >>> def dense_cost(units):
+        ...     model = keras.Sequential(
+        ...         [keras.Input((4,)), keras.layers.Dense(units)])
+        ...     return keras_dynfilt.pruning.model_cost(model)
+        >>> keras_dynfilt.pruning.macs_reduction(dense_cost(10), dense_cost(6))
         0.4
     """
     for name, value in (("full", full), ("small", small)):

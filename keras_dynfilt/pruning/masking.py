@@ -56,10 +56,12 @@ def apply_group_mask(group, keep):
             filters and BatchNormalization gamma/beta of its channels.
 
     Examples:
-        >>> inputs = keras.Input((8, 8, 3))
-        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
-        >>> x = keras.layers.GlobalAveragePooling2D()(x)
-        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 3)),
+        ...     keras.layers.Conv2D(8, 3, name="conv"),
+        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(2, name="fc"),
+        ... ])
         >>> groups = keras_dynfilt.pruning.filter_groups(model)
         >>> keep = np.ones(groups[0].size, bool)
         >>> keep[:2] = False
