@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from keras_dynfilt import pruning
+from keras_dynfilt.pruning import criteria
 
 # The random weights of the pruning tests (one copy, in tests/): this script
 # runs from a checkout, as the tests do.
@@ -74,14 +75,12 @@ def calibrate(model, x, seed):
 
 
 def prune_lowest_l2(groups, rate):
-    for group in groups:
-        n = min(group.size - 1, int(group.size * rate))
-        if n <= 0:
-            continue
-        norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms, kind="stable")[:n]] = False
-        pruning.apply_group_mask(group, keep)
+    """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
+    groups = list(groups)
+    for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
+        n = criteria.pruned_count(group.size, rate)
+        if n > 0:
+            pruning.apply_group_mask(group, criteria.lowest(scores, n))
 
 
 def relative_difference(a, b):
@@ -131,7 +130,7 @@ def check(name, size, rate, seed, batch):
     after = pruning.model_cost(small)
     row.update(
         macs=full.macs, macs_compacted=after.macs,
-        macs_cut=1 - after.macs / full.macs,
+        macs_cut=pruning.macs_reduction(full, after),
         params=model.count_params(), params_compacted=small.count_params(),
         cost_matches=bool(priced.macs == after.macs
                           and priced.params == small.count_params()),

@@ -50,8 +50,10 @@ from keras_dynfilt.models import resnet_cifar  # noqa: E402
 from keras_dynfilt.pruning import (  # noqa: E402
     apply_group_mask,
     compact,
+    criteria,
     filter_groups,
     inference_latency,
+    macs_reduction,
     model_cost,
 )
 
@@ -92,11 +94,10 @@ def build(name, input_shape):
 
 
 def soft_prune(model, rate):
-    """Zeroes floor(N * rate) lowest-L2 units of every group."""
-    for group in filter_groups(model):
-        norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms)[: int(group.size * rate)]] = False
+    """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
+    groups = list(filter_groups(model))
+    for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
+        keep = criteria.lowest(scores, criteria.pruned_count(group.size, rate))
         apply_group_mask(group, keep)
 
 
@@ -283,7 +284,7 @@ def run_case(key, runtimes, repeats, seed, threads):
         **case,
         "macs_before": before.macs,
         "macs_after": after.macs,
-        "flops_reduction": 1 - after.macs / before.macs,
+        "flops_reduction": macs_reduction(before, after),
         "params_before": before.params,
         "params_after": after.params,
         "params_reduction": 1 - after.params / before.params,

@@ -1,13 +1,14 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
 from keras_dynfilt.pruning import (
-    library_layers,  # noqa: F401 - registers rules
-    op_rules,  # noqa: F401 - registers rules
+    criteria,  # noqa: F401 - public module
+    rules,  # noqa: F401 - registers rules
 )
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
+    macs_reduction,
     model_cost,
     print_cost,
     register_layer_cost,
@@ -22,12 +23,19 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.pruner import Pruner, prune
+from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
+    Registration,
+    TensorSlots,
     WeightAxis,
     get_channel_rule,
+    get_layer_cost,
     register_channel_rule,
 )
+from keras_dynfilt.pruning.rules.context import RuleContext
+from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 
 __all__ = [
     "ChannelGraph",
@@ -36,16 +44,29 @@ __all__ = [
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
+    "GroupChange",
     "HeldFixed",
+    "Registration",
+    "RuleContext",
+    "TensorSlots",
     "WeightAxis",
     "analyze",
     "apply_group_mask",
     "compact",
+    "criteria",
     "filter_groups",
     "inference_latency",
+    "macs_reduction",
     "get_channel_rule",
+    "get_layer_cost",
     "model_cost",
     "print_cost",
+    "prune",
+    "Pruner",
+    "PruningReport",
     "register_channel_rule",
     "register_layer_cost",
+    "trace",
+    "traced_blocks",
+    "TracedBlock",
 ]

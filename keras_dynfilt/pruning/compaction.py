@@ -1,17 +1,20 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import collections
 import logging
 import warnings
 
 import keras
 import numpy as np
 
+from keras_dynfilt import _keras_private
+from keras_dynfilt._keras_private import graph_operations
 from keras_dynfilt._validation import check_keep_mask
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -32,6 +35,7 @@ def _removed_from_masks(graph, masks):
     for slot, atom in graph._atoms.items():
         atom_root[atom] = int(graph.roots[slot])
     prunable = set(int(r) for r in graph.prunable_roots)
+    counts = collections.Counter(path for path, _ in atom_root)
 
     def request(root, keep, where):
         if root in wanted and wanted[root][0] != keep:
@@ -61,7 +65,7 @@ def _removed_from_masks(graph, masks):
                 f"`masks` names layer {key!r}, which is not a layer of the "
                 f"model. Layers: {sorted(graph.layers)}"
             )
-        count = sum(1 for atom in atom_root if atom[0] == key)
+        count = counts[key]
         if count == 0:
             raise ValueError(
                 f"`masks` names layer {key!r}, which has no prunable filters."
@@ -90,6 +94,19 @@ def _keeps(graph, record, removed):
     return keep_in, keep_out
 
 
+def _check_masks(masks):
+    if not isinstance(masks, dict):
+        raise TypeError(
+            "`masks` must be a dict mapping layer names or FilterGroups to "
+            "boolean keep arrays. Received: masks of type "
+            f"{type(masks).__name__}"
+        )
+    for key, keep in masks.items():
+        # Booleans only: an index array read as a mask removes other filters.
+        where = key.name if isinstance(key, FilterGroup) else key
+        check_keep_mask(keep, None, f"masks[{where!r}]")
+
+
 def _check_nothing_empty(graph, removed):
     for name, record in graph.records.items():
         for slots in record.in_slots + record.out_slots:
@@ -104,13 +121,22 @@ def _check_nothing_empty(graph, removed):
 _ZEROS = keras.saving.serialize_keras_object(keras.initializers.Zeros())
 
 
+def _settable(layer, key):
+    """Whether `layer.key` is a plain attribute (RNN layers expose their
+    cell's initializers as read-only properties)."""
+    if not hasattr(layer, key):
+        return False
+    found = getattr(type(layer), key, None)
+    return not isinstance(found, property) or found.fset is not None
+
+
 def _zero_initializers(config, layer, originals):
     """Builds with zeros: every weight is overwritten anyway, and random
     initializers of new shapes are slow to compile on JAX. The originals are
     put back on the new layer so its config is unchanged."""
     config = dict(config)
     for key, value in config.items():
-        if key.endswith("_initializer") and value is not None and hasattr(
+        if key.endswith("_initializer") and value is not None and _settable(
             layer, key
         ):
             originals[key] = getattr(layer, key)
@@ -130,7 +156,7 @@ def _plain_serialization(model):
         }
     else:
         wrapper = keras.Model(
-            model._inputs_struct, model._outputs_struct, name=model.name,
+            *_keras_private.graph_structures(model), name=model.name,
             trainable=model.trainable,
         )
         plain = keras.saving.serialize_keras_object(wrapper)
@@ -165,7 +191,7 @@ def _graph_entry(graph, model, entry, prefix, removed, initializers, report):
         reason = report.force_plain
         if reason is None and (
             not isinstance(layers, list)
-            or len(layers) != len(graph_of(model)._operations)
+            or len(layers) != len(graph_operations(graph_of(model)))
         ):
             keys = sorted(config) if isinstance(config, dict) else []
             reason = (
@@ -188,7 +214,7 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
     config = dict(config)
     # Config entries and graph operations line up by position (names may
     # change through get_config / from_config, or be missing from a config).
-    operations = graph_of(model)._operations
+    operations = graph_operations(graph_of(model))
     if len(config["layers"]) != len(operations):
         raise RuntimeError(
             f"The config of model {model.name!r} lists "
@@ -224,8 +250,8 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
 
 
 def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
-    old_operations = graph_of(old_model)._operations
-    new_operations = graph_of(new_model)._operations
+    old_operations = graph_operations(graph_of(old_model))
+    new_operations = graph_operations(graph_of(new_model))
     if len(new_operations) != len(old_operations):
         raise ValueError(
             f"The rebuilt model {new_model.name!r} has {len(new_operations)} "
@@ -254,18 +280,59 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         # Same class, same config structure: the variables line up by
         # position (names may repeat across a layer's sublayers).
         new_variables = list(_variables(new).values())
+        # One weight at a time, sliced and assigned: at most one sliced
+        # copy is alive besides the two models (peak memory).
         for (name, variable), target in zip(
             _variables(old).items(), new_variables
         ):
-            value = keras.ops.convert_to_numpy(variable.value)
+            value = variable.value  # unsliced: no round trip through NumPy
             for axis in axes.get(name, ()):
+                keep = graph.keep_of(axis.slots, removed)
+                if keep.all():
+                    continue
                 value = np.compress(
-                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
+                    keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
             target.assign(value)
 
 
+def _third_party(layer):
+    module = type(layer).__module__ or ""
+    return not module.startswith(("keras.", "keras_dynfilt."))
+
+
+def _check_round_trip(graph):
+    """Third-party layers (not traced: barriers, layers with a registered
+    rule) are rebuilt from their own config, as `.keras` loading does;
+    one that cannot be (a `get_config` its `__init__` rejects, a `build`
+    that fails on the shapes of its config) is named, with the defect."""
+    from keras_dynfilt.pruning.tracing import refusal
+
+    for path, record in graph.records.items():
+        layer = record.layer
+        if not _third_party(layer) or is_graph_model(layer):
+            continue
+        try:
+            copy = type(layer).from_config(layer.get_config())
+            build = layer.get_build_config()
+            if build is not None:
+                copy.build_from_config(build)
+        except Exception as e:  # noqa: BLE001 - reported with the layer
+            why = refusal(layer)
+            traced = f" It could not be traced: {why}" if why else ""
+            raise ValueError(
+                f"compact cannot rebuild layer {path!r} "
+                f"({type(layer).__module__}.{type(layer).__name__}) from "
+                "its own config, as `.keras` loading would: "
+                f"`from_config(get_config())` then `build` fails with "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                "This is a defect of that layer (its config does not "
+                f"rebuild it), not of the model.{traced}"
+            ) from e
+
+
 def _rebuild(graph, model, removed, report):
+    _check_round_trip(graph)
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("build_config", None)
     serialized.pop("compile_config", None)
@@ -298,6 +365,17 @@ def _rebuild_reported(graph, model, removed):
     return _rebuild(graph, model, removed, report), report
 
 
+def _analysis_of(model, masks):
+    """The analysis behind the masks' groups, else the model's latest one
+    (see `cached_analysis`): analysing again costs as much as rebuilding."""
+    graphs = {
+        id(key.graph): key.graph
+        for key in masks or () if isinstance(key, FilterGroup)
+    }
+    given = next(iter(graphs.values())) if len(graphs) == 1 else None
+    return cached_analysis(model, given)
+
+
 def compact(model, masks=None):
     """Builds a physically smaller copy of a model without removed filters.
 
@@ -311,6 +389,10 @@ def compact(model, masks=None):
     to their rebuilt copies by position in the graph, so layers whose names
     change through `get_config` / `from_config` (or are not in their config)
     are fine.
+
+    Custom layers and models with a hand-written `call` are traced first
+    (`keras_dynfilt.pruning.trace`): each traced block comes back as a
+    functional model of its compacted parts (a `UserWarning` names them).
 
     A subclass of `keras.Model` whose `__init__` builds a graph (a backbone
     as model libraries write them, top-level or used as a layer) comes back
@@ -357,27 +439,32 @@ def compact(model, masks=None):
         >>> np.allclose(masked, keras.ops.convert_to_numpy(small(x)), atol=1e-5)
         True
     """
-    if masks is not None and not isinstance(masks, dict):
-        raise TypeError(
-            "`masks` must be a dict mapping layer names or FilterGroups to "
-            f"boolean keep arrays. Received: masks of type "
-            f"{type(masks).__name__}"
-        )
-    for key, keep in (masks or {}).items():
-        # Booleans only: an index array read as a mask removes other filters.
-        where = key.name if isinstance(key, FilterGroup) else key
-        check_keep_mask(keep, None, f"masks[{where!r}]")
-    graph = analyze(model)
+    if masks is not None:
+        _check_masks(masks)
+    graph = _analysis_of(model, masks)
     if masks is None:
         removed = zero_units(graph)
     else:
         removed = _removed_from_masks(graph, masks)
+    removed = graph.removed_lookup(removed)
     _check_nothing_empty(graph, removed)
-    new_model, report = _rebuild_reported(graph, model, removed)
+    new_model, report = _rebuild_reported(graph, graph.model, removed)
     for path, class_name in report.own_class:
         logging.getLogger(__name__).info(
             "compact: %r (%s) rebuilt as a %s from its config.",
             path, class_name, class_name,
+        )
+    if graph.traced:
+        listed = ", ".join(
+            f"{b.path!r} ({b.class_name})" for b in graph.traced
+        )
+        warnings.warn(
+            "compact traced these layers (their `call`) and rebuilt each "
+            "as a functional model of its own (smaller) sublayers and ops, "
+            f"not as its class: {listed}. The result is a functional "
+            "model; see `keras_dynfilt.pruning.trace`.",
+            UserWarning,
+            stacklevel=2,
         )
     if report.plain:
         listed = "; ".join(

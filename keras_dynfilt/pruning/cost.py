@@ -6,13 +6,13 @@ two for floating-point operations. Counted: convolutions (plain, grouped,
 depthwise, separable, transposed), dense layers, and normalisation layers
 (one multiply-add per element: the folded scale and shift). Layers that only
 compare, add or copy (activations, pooling, merges, MFM, padding, reshapes)
-count zero. This library's `FilterGenerator`, `NDDR`, `CrossStitch`,
-`DimensionReduction` and `WSoftmaxHead` register their formulas in
-`keras_dynfilt.pruning.library_layers`. A layer with weights but no
-registered formula is listed with
+count zero. Each formula is the `macs` of the layer's `ChannelRule`
+(`keras_dynfilt.pruning.rules`: the Keras layers, Keras ops, keras.applications'
+and this library's layers), or one given to `register_layer_cost`. A layer
+with weights but no formula is listed with
 `macs=None` and left out of the total (see `ModelCost.unknown`): `model_cost`
 warns, and `print_cost` marks the total incomplete and lists them; register a
-formula with `register_layer_cost`.
+formula with `register_layer_cost` (or give the layer's rule a `macs`).
 """
 
 import collections
@@ -22,18 +22,20 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt.layers.channel_padding import ChannelPadding
-from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt import _keras_private
 from keras_dynfilt.pruning.graph import (
+    FilterGroup,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
 )
 from keras_dynfilt.pruning.masking import zero_units
-
-L = keras.layers
+from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
+    get_layer_cost,
+    register_layer_cost,
+)
 
 LayerCost = collections.namedtuple(
     "LayerCost", ["name", "class_name", "output_shape", "params", "macs"]
@@ -42,96 +44,9 @@ LayerCost.__doc__ = """Cost of one layer call: `params` (counted at the first
 call of a shared layer only) and `macs` (multiply-adds for one sample, or
 `None` when no formula is known)."""
 
-_COSTS = {}
-
-
-def register_layer_cost(layer_cls, fn):
-    """Registers the multiply-add formula of a layer class.
-
-    Args:
-        layer_cls: The layer class (exact class match).
-        fn: `fn(layer, input_shapes, output_shapes) -> int`, the
-            multiply-adds of one call for one sample; shapes are tuples
-            with the batch axis first.
-    """
-    if not isinstance(layer_cls, type):
-        # A class name string would never match a layer's exact class.
-        raise TypeError(
-            "`layer_cls` must be a layer class (not its name). "
-            f"Received: layer_cls={layer_cls!r}"
-        )
-    if not callable(fn):
-        raise TypeError(
-            "`fn` must be a callable `fn(layer, input_shapes, output_shapes)"
-            f" -> int`. Received: fn={fn!r} of type {type(fn).__name__}"
-        )
-    _COSTS[layer_cls] = fn
-    return layer_cls
-
 
 def _prod(dims):
     return math.prod(int(d) for d in dims)
-
-
-# The formulas read channel counts from the shapes (not from `filters` or
-# `units`), so that they also price the compacted widths (`compacted=True`).
-def _conv(layer, ins, outs):
-    groups = getattr(layer, "groups", 1)
-    per_group = layer.kernel.shape[-2]
-    if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
-        per_group = ins[0][-1] // groups
-    return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
-
-
-def _conv_transpose(layer, ins, outs):
-    return (
-        _prod(ins[0][1:-1])
-        * ins[0][-1]
-        * _prod(layer.kernel_size)
-        * outs[0][-1]
-    )
-
-
-def _depthwise(layer, ins, outs):
-    return _prod(outs[0][1:]) * _prod(layer.kernel_size)
-
-
-def _separable(layer, ins, outs):
-    spatial = _prod(outs[0][1:-1])
-    mid = ins[0][-1] * layer.depth_multiplier
-    return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
-
-
-def _dense(layer, ins, outs):
-    return _prod(ins[0][1:]) * outs[0][-1]
-
-
-def _per_element(layer, ins, outs):
-    return _prod(outs[0][1:])
-
-
-def _free(layer, ins, outs):
-    return 0
-
-
-def _register_builtin_costs():
-    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
-        register_layer_cost(cls, _conv)
-    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
-        register_layer_cost(cls, _conv_transpose)
-    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
-        register_layer_cost(cls, _depthwise)
-    for cls in (L.SeparableConv1D, L.SeparableConv2D):
-        register_layer_cost(cls, _separable)
-    register_layer_cost(L.Dense, _dense)
-    for cls in (L.BatchNormalization, L.LayerNormalization,
-                L.GroupNormalization):
-        register_layer_cost(cls, _per_element)
-    for cls in (L.PReLU, L.Embedding, MFM, ChannelPadding):
-        register_layer_cost(cls, _free)
-
-
-_register_builtin_costs()
 
 
 class ModelCost:
@@ -234,59 +149,76 @@ def _compacted_params(layer, record, keep_of):
 def _walk(model, input_specs, prefix, seen, found, pruned=None):
     graph = graph_of(model)
     values = {id(x): spec for x, spec in zip(graph.inputs, input_specs)}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if node.is_input or node.operation is None:
-                continue
-            op = node.operation
-            path = prefix + (op.name,)
-            if is_graph_model(op):
-                ins = [values[id(t)] for t in node.input_tensors]
-                outs = _walk(op, ins, path, seen, found, pruned)
-            else:
+    for node in _keras_private.graph_nodes(graph):
+        op = node.operation
+        path = prefix + (op.name,)
+        if is_graph_model(op):
+            ins = [values[id(t)] for t in node.input_tensors]
+            outs = _walk(op, ins, path, seen, found, pruned)
+        else:
+            outs = _recorded_outputs(node, values)
+            if outs is None:
                 args, kwargs = node.arguments.fill_in(values)
                 spec = op.compute_output_spec(*args, **kwargs)
                 outs = keras.tree.flatten(spec)
-                in_shapes = [tuple(values[id(t)].shape)
-                             for t in node.input_tensors]
-                out_shapes = [tuple(o.shape) for o in outs]
-                # Keras ops applied to tensors are operations, not layers.
-                weights = _variables(op)
-                params = sum(_prod(v.shape) for v in weights.values())
-                record = None if pruned is None else pruned[0].records.get(
-                    path_name(path)
-                )
-                if record is not None:
-                    channels, removed = pruned
-                    keep_in = [channels.keep_of(x, removed)
-                               for x in record.in_slots]
-                    keep_out = [channels.keep_of(x, removed)
-                                for x in record.out_slots]
-                    in_shapes = _with_channels(in_shapes, keep_in)
-                    out_shapes = _with_channels(out_shapes, keep_out)
-                    if record.rule is not None and weights:
-                        params = _compacted_params(
-                            op, record,
-                            lambda slots: channels.keep_of(slots, removed),
-                        )
-                shown = [(None,) + s[1:] for s in out_shapes]
-                fn = _COSTS.get(type(op))
-                if fn is not None:
-                    macs = int(fn(op, in_shapes, out_shapes))
-                elif weights:
-                    macs = None
-                else:
-                    macs = 0
-                params = 0 if id(op) in seen else params
-                seen.add(id(op))
-                found.append(LayerCost(
-                    path_name(path), type(op).__name__,
-                    shown[0] if len(shown) == 1 else shown,
-                    params, macs,
-                ))
-            for tensor, spec in zip(node.output_tensors, outs):
-                values[id(tensor)] = spec
+            in_shapes = [tuple(values[id(t)].shape)
+                         for t in node.input_tensors]
+            out_shapes = [tuple(o.shape) for o in outs]
+            # Keras ops applied to tensors are operations, not layers.
+            weights = _variables(op)
+            params = sum(_prod(v.shape) for v in weights.values())
+            record = None if pruned is None else pruned[0].records.get(
+                path_name(path)
+            )
+            if record is not None:
+                channels, removed = pruned
+                keep_in = [channels.keep_of(x, removed)
+                           for x in record.in_slots]
+                keep_out = [channels.keep_of(x, removed)
+                            for x in record.out_slots]
+                in_shapes = _with_channels(in_shapes, keep_in)
+                out_shapes = _with_channels(out_shapes, keep_out)
+                if record.rule is not None and weights:
+                    params = _compacted_params(
+                        op, record,
+                        lambda slots: channels.keep_of(slots, removed),
+                    )
+            shown = [(None,) + s[1:] for s in out_shapes]
+            fn = get_layer_cost(op)
+            macs = None if fn is None else fn(op, in_shapes, out_shapes)
+            if macs is not None:
+                macs = int(macs)
+            elif weights:
+                macs = None
+            else:
+                macs = 0
+            params = 0 if id(op) in seen else params
+            seen.add(id(op))
+            found.append(LayerCost(
+                path_name(path), type(op).__name__,
+                shown[0] if len(shown) == 1 else shown,
+                params, macs,
+            ))
+        for tensor, spec in zip(node.output_tensors, outs):
+            values[id(tensor)] = spec
     return [values[id(t)] for t in graph.outputs]
+
+
+def _recorded_outputs(node, values):
+    """The node's output specs as the graph recorded them, when its inputs
+    have the recorded shapes (the batch axis aside) and its outputs are
+    fully defined: Keras inferred them from those very shapes, and asking
+    it again (`compute_output_spec`) is most of the walk's time."""
+    for t in node.input_tensors:
+        if tuple(values[id(t)].shape[1:]) != tuple(t.shape[1:]):
+            return None
+    outs = []
+    for t in node.output_tensors:
+        shape = tuple(t.shape)
+        if not shape or any(d is None for d in shape[1:]):
+            return None
+        outs.append(keras.KerasTensor((1,) + shape[1:], dtype=t.dtype))
+    return outs
 
 
 def _check_input_shapes(shapes, inputs, input_shape):
@@ -313,12 +245,37 @@ def _check_input_shapes(shapes, inputs, input_shape):
             )
 
 
-def model_cost(model, input_shape=None, compacted=False, warn=True):
+def _removed_units(model, masks):
+    """`(graph, removed roots)` for `masks` as `compact` reads them."""
+    # Imported here: compaction prices nothing, but imports this package.
+    from keras_dynfilt.pruning.compaction import (
+        _check_masks,
+        _check_nothing_empty,
+        _removed_from_masks,
+    )
+
+    _check_masks(masks)
+    graphs = {id(k.graph): k.graph for k in masks if isinstance(k, FilterGroup)}
+    graph = next(iter(graphs.values())) if len(graphs) == 1 else None
+    # The groups' analysis when it is the model's and still current, else
+    # the model's latest (layer names: the model's current graph).
+    graph = cached_analysis(model, graph)
+    removed = graph.removed_lookup(_removed_from_masks(graph, masks))
+    _check_nothing_empty(graph, removed)
+    return graph, removed
+
+
+def model_cost(
+    model, input_shape=None, compacted=False, warn=True, masks=None
+):
     """Counts parameters and multiply-adds per layer and in total.
 
     With `compacted=True` it prices the model `compact(model)` would build
-    (units whose masked parameters are all zero removed) without building
-    it: cheap enough for a pruning callback to log every epoch.
+    (units whose masked parameters are all zero removed), and with `masks`
+    the model `compact(model, masks)` would build, without building it:
+    cheap enough for a pruning callback to log every epoch, or for a
+    search over masks (`keras_dynfilt.pruning.prune`) to price each
+    candidate.
 
     Args:
         model: A functional or built Sequential `keras.Model`.
@@ -327,6 +284,10 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
             input size is not fixed; defaults to the model's input shapes.
         compacted: Boolean, price the compacted model instead (params
             of the whole model are then the sum of the per-layer counts).
+        masks: Optional dict, as `compact` takes it (`FilterGroup`s of
+            `filter_groups(model)` or producer layer names mapped to
+            boolean keep arrays): price the model without the units they
+            remove. The model's weights are not read.
         warn: Boolean, whether to warn (`UserWarning`) when layers with
             weights have no cost formula: `macs` then leaves them out, and
             a fraction of it is a fraction of part of the network.
@@ -354,6 +315,9 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
             "`input_shape` must be None, a tuple of dimensions or a list of "
             f"tuples. Received: input_shape={input_shape!r}"
         )
+    from keras_dynfilt.pruning.tracing import trace
+
+    model = trace(model)
     graph = graph_of(model)
     if input_shape is None:
         shapes = [tuple(x.shape[1:]) for x in graph.inputs]
@@ -371,10 +335,20 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
         )
     if input_shape is not None:
         _check_input_shapes(shapes, graph.inputs, input_shape)
+    if compacted and masks is not None:
+        raise ValueError(
+            "Pass `compacted=True` (price the zeroed units) or `masks` "
+            "(price the given ones), not both."
+        )
     pruned = None
     if compacted:
-        pruned_graph = analyze(model)
-        pruned = (pruned_graph, zero_units(pruned_graph))
+        pruned_graph = cached_analysis(model)
+        pruned = (
+            pruned_graph,
+            pruned_graph.removed_lookup(zero_units(pruned_graph)),
+        )
+    elif masks is not None:
+        pruned = _removed_units(model, masks)
     specs = [
         keras.KerasTensor((1,) + s, dtype=x.dtype)
         for s, x in zip(shapes, graph.inputs)
@@ -382,7 +356,7 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
     found = []
     _walk(model, specs, (), set(), found, pruned)
     params = model.count_params()
-    if compacted:
+    if pruned is not None:
         params = sum(c.params for c in found)
     cost = ModelCost(found, params)
     if warn and not cost.complete:
@@ -402,3 +376,36 @@ def print_cost(model, input_shape=None, print_fn=print):
     whose total then reads "total (incomplete)".
     """
     print_fn(model_cost(model, input_shape, warn=False).table())
+
+
+def macs_reduction(full, small):
+    """The fraction of multiply-adds a smaller model saves: `1 - small /
+    full` (the "FLOPs reduction" of the SFP paper's tables).
+
+    Args:
+        full: `ModelCost` of the full-size model.
+        small: `ModelCost` of the pruned (compacted) model.
+
+    Returns:
+        A float: 0.4 when the small model needs 60% of the full one's MACs.
+
+    Examples:
+        >>> def dense_cost(units):
+        ...     model = keras.Sequential(
+        ...         [keras.Input((4,)), keras.layers.Dense(units)])
+        ...     return keras_dynfilt.pruning.model_cost(model)
+        >>> keras_dynfilt.pruning.macs_reduction(dense_cost(10), dense_cost(6))
+        0.4
+    """
+    for name, value in (("full", full), ("small", small)):
+        if not isinstance(value, ModelCost):
+            raise TypeError(
+                f"`{name}` must be a ModelCost (from `model_cost(model)`). "
+                f"Received: {name} of type {type(value).__name__}"
+            )
+    if full.macs <= 0:
+        raise ValueError(
+            "`full` must count some multiply-adds to compare against. "
+            f"Received: full.macs={full.macs}"
+        )
+    return 1 - small.macs / full.macs

@@ -1,30 +1,35 @@
 """Graph analysis: which filters of a model must be pruned together.
 
 Every channel position of every tensor carries a slot; the layers' channel
-rules (`keras_dynfilt.pruning.registry`) create, forward and couple slots.
+rules (`keras_dynfilt.pruning.rules`) create, forward and couple slots
+through the `RuleContext` that `ChannelGraph` implements.
 A union-find over the slots gives the *units*: sets of producer filters (and
 the channels they flow into) that are removed as one. Units whose set of
 producer layers is the same form a `FilterGroup`, the object a pruning
 criterion works on.
 
 This module reads the functional graph through Keras's node structures
-(`Functional._nodes_by_depth`, `Node.input_tensors`), as Keras's own
-`clone_model` does; they are private API, used here only.
+(`Node.input_tensors`, and the private ones through
+`keras_dynfilt._keras_private.graph_nodes`), as Keras's own `clone_model`
+does.
 """
 
 import collections
 import warnings
+import weakref
 
 import keras
 import numpy as np
 
+from keras_dynfilt import _keras_private
 from keras_dynfilt._keras_private import Functional
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
-from keras_dynfilt.pruning.registry import (  # noqa: F401 - re-exported
+from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
     TensorSlots,
     _variables,
     get_channel_rule,
 )
+from keras_dynfilt.pruning.rules.context import RuleContext
 
 Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
 Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
@@ -73,12 +78,13 @@ def graph_of(model):
     """The `Functional` graph of a functional or built Sequential model."""
     base = _graph_base(model)
     if base is keras.Sequential:
-        if model._functional is None:
+        functional = _keras_private.sequential_graph(model)
+        if functional is None:
             raise ValueError(
                 "The Sequential model must be built (start it with "
                 f"`keras.Input`, or call `build`). Received: model={model.name}"
             )
-        return model._functional
+        return functional
     if base is Functional:
         return model
     kind = type(model).__name__
@@ -173,12 +179,16 @@ class FilterGroups(list):
         graph: The `ChannelGraph` the groups come from.
         barriers: List of `Barrier(layer, class_name, reason)`: layers the
             engine treated as barriers.
+        traced: List of `TracedBlock(path, class_name)`: the custom layers
+            and subclassed models whose `call` was traced into their parts
+            (see `keras_dynfilt.pruning.trace`).
     """
 
     def __init__(self, groups, graph):
         super().__init__(groups)
         self.graph = graph
         self.barriers = graph.barriers
+        self.traced = list(getattr(graph, "traced", []))
 
     def held_fixed(self):
         """The producer filters that cannot be pruned, grouped by reason.
@@ -239,12 +249,13 @@ class FilterGroups(list):
         return "\n".join(lines)
 
 
-class ChannelGraph:
+class ChannelGraph(RuleContext):
     """The channel slots of a model and how they are coupled.
 
     Build it with `analyze(model)`. `groups` are the prunable filter groups,
     `barriers` the layers it could not reason about, `fixed` the reasons
     why coupled channels cannot be pruned (model outputs, barriers, ...).
+    While it walks the model it is the `RuleContext` of every rule.
     """
 
     def __init__(self, model):
@@ -258,13 +269,15 @@ class ChannelGraph:
         # (`require_zero`); an elementwise op only passes the value on.
         self._live = {}
         self._nonfinite = set()
-        self._neg_inf_pads = {}  # slot -> (spatial pads, live before)
+        self._notes = collections.defaultdict(dict)  # key -> {slot: value}
         self._tags = {}
         self.node = None
         self.barriers = []
         self.layers = {}
         self.records = {}
         self._path = ()
+        self._zero_targets = None  # masking's targets, by group
+        self._graphs = []  # (model, its graph) of every graph model walked
         graph = graph_of(model)
         inputs = [
             self._fixed_slots(tuple(t.shape), "model input")
@@ -331,6 +344,28 @@ class ChannelGraph:
                 if not finite or int(old) in self._nonfinite:
                     self._nonfinite.add(int(x))
         return new
+
+    def reset_live(self, slots, live):
+        """New slots coupled to `slots`, live only where `live[c]`."""
+        slots = np.asarray(slots)
+        new = self._new(len(slots))
+        self.couple(new, slots)
+        where = f"{path_name(self._path)}: live before"
+        for x, old, flag in zip(new, slots, live):
+            if flag:
+                self._live[int(x)] = self._live.get(int(old), where)
+        return new
+
+    def annotate(self, slots, key, values):
+        """Attaches `values[i]` to `slots[i]` under `key`."""
+        notes = self._notes[key]
+        for x, value in zip(slots, values):
+            notes[int(x)] = value
+
+    def annotations(self, slots, key):
+        """The values attached to `slots` under `key` (`None`: none)."""
+        notes = self._notes.get(key, {})
+        return [notes.get(int(x)) for x in slots]
 
     def separate(self, parts):
         """Keeps the units of each slot array in `parts` in groups of their
@@ -402,28 +437,26 @@ class ChannelGraph:
     # -- the walk ------------------------------------------------------------
     def _walk(self, model, in_slots, prefix):
         graph = graph_of(model)
+        self._graphs.append((model, graph))
         values = {}
         for tensor, slots in zip(graph.inputs, in_slots):
             values[id(tensor)] = slots
             if prefix:
-                layer = tensor._keras_history.operation
+                layer = _keras_private.producing_operation(tensor)
                 self._record(
                     prefix + (layer.name,), layer, get_channel_rule(layer),
                     [slots], [slots],
                 )
-        for depth in sorted(graph._nodes_by_depth, reverse=True):
-            for node in graph._nodes_by_depth[depth]:
-                if node.is_input or node.operation is None:
-                    continue
-                op = node.operation
-                path = prefix + (op.name,)
-                ins = [values.get(id(t)) for t in node.input_tensors]
-                if is_graph_model(op):
-                    outs = self._walk(op, ins, path)
-                else:
-                    outs = self._call(op, path, node, ins)
-                for tensor, slots in zip(node.output_tensors, outs):
-                    values[id(tensor)] = slots
+        for node in _keras_private.graph_nodes(graph):
+            op = node.operation
+            path = prefix + (op.name,)
+            ins = [values.get(id(t)) for t in node.input_tensors]
+            if is_graph_model(op):
+                outs = self._walk(op, ins, path)
+            else:
+                outs = self._call(op, path, node, ins)
+            for tensor, slots in zip(node.output_tensors, outs):
+                values[id(tensor)] = slots
         return [values.get(id(t)) for t in graph.outputs]
 
     def _call(self, layer, path, node, ins):
@@ -437,6 +470,9 @@ class ChannelGraph:
         out_shapes = [tuple(t.shape) for t in node.output_tensors]
         if rule is None:
             reason = f"no channel rule registered for {type(layer).__name__}"
+            refused = _tracing().refusal(layer)
+            if refused is not None:
+                reason += f"; it was not traced: {refused}"
             if isinstance(layer, (Functional, keras.Sequential)):
                 reason = "a model class that overrides `call` (its graph is "
                 reason += "not what it computes)"
@@ -496,18 +532,26 @@ class ChannelGraph:
         for root, members in atoms.items():
             if root in self.fixed:
                 continue
-            unit = tuple(sorted(members, key=atom_key))
-            count = collections.Counter(path for path, _ in unit)
-            signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
-            key = (signature, tuple(sorted(tags.get(root, ()))))
-            by_signature[key].append((unit, root))
+            if len(members) == 1:  # most units: one filter of one layer
+                unit = tuple(members)
+                signature = ((unit[0][0], 1),)
+            else:
+                unit = tuple(sorted(members, key=atom_key))
+                # Filters per layer, in layer order (the unit is sorted so).
+                count = {}
+                for path, _ in unit:
+                    count[path] = count.get(path, 0) + 1
+                signature = tuple(count.items())
+            found = tags.get(root)
+            key = (signature, tuple(sorted(found)) if found else ())
+            by_signature[key].append((atom_key(unit[0]), unit, root))
+        for members in by_signature.values():
+            members.sort(key=lambda m: m[0])
         groups = []
         names = collections.Counter()
         for (signature, _), members in sorted(
-            by_signature.items(),
-            key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
+            by_signature.items(), key=lambda item: item[1][0][0]
         ):
-            members.sort(key=lambda m: atom_key(m[0][0]))
             layers = [path for path, _ in signature]
             name = layers[0]
             if len(layers) > 1:
@@ -517,25 +561,106 @@ class ChannelGraph:
                 name += f" #{names[name]}"
             groups.append(
                 FilterGroup(
-                    self, name, layers, [u for u, _ in members],
-                    [r for _, r in members],
+                    self, name, layers, [u for _, u, _ in members],
+                    [r for _, _, r in members],
                 )
             )
         self.groups = groups
-        self.prunable_roots = np.array(
-            sorted(r for g in groups for r in g._roots), np.int64
+        self.prunable_roots = np.sort(
+            np.concatenate([g._roots for g in groups] or [[]]).astype(np.int64)
         )
+        self._analysed = self._signature()
 
-    def keep_of(self, slots, removed_roots):
-        """Boolean keep array for a slot array, given the removed roots."""
+    def removed_lookup(self, removed_roots):
+        """Boolean array over roots, True where the root is removed: index
+        it with `roots[slots]` instead of searching the removed roots again
+        for every slot array (that search made compaction quadratic)."""
+        lookup = np.zeros(len(self.roots), bool)
+        lookup[np.asarray(removed_roots, np.int64)] = True
+        return lookup
+
+    def keep_of(self, slots, removed):
+        """Boolean keep array for a slot array.
+
+        `removed` is the array of removed roots, or better the boolean
+        `removed_lookup` of it (built once for many slot arrays).
+        """
         if slots is None:
             return None
-        return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
+        removed = np.asarray(removed)
+        if removed.dtype != bool or removed.shape != self.roots.shape:
+            removed = self.removed_lookup(removed)
+        return ~removed[self.roots[np.asarray(slots, np.int64)]]
+
+    def is_current(self):
+        """Whether the analysis still describes its model: the same graph
+        objects (a Sequential model gets a new one from `add`/`pop`), the
+        same rule for every layer (none registered since) and the same
+        weight shapes (no layer rebuilt at other widths). A functional
+        model's connections never change."""
+        return self._signature() == self._analysed
+
+    def _signature(self):
+        """What the analysis read besides the graph's connections."""
+        return (
+            tuple(graph_of(m) is g for m, g in self._graphs),
+            tuple(
+                (
+                    get_channel_rule(r.layer),
+                    tuple(
+                        tuple(w.shape)
+                        for w in getattr(r.layer, "weights", None) or ()
+                    ),
+                )
+                for r in self.records.values()
+            ),
+        )
+
+
+# model -> weak reference to its latest ChannelGraph: compact and
+# model_cost reuse the analysis behind the groups a caller still holds.
+_ANALYSES = weakref.WeakKeyDictionary()
+
+
+def _tracing():
+    from keras_dynfilt.pruning import tracing
+
+    return tracing
 
 
 def analyze(model):
-    """Builds the `ChannelGraph` of a functional or Sequential model."""
-    return ChannelGraph(model)
+    """Builds the `ChannelGraph` of a model (custom layers and subclassed
+    models traced first, see `keras_dynfilt.pruning.trace`)."""
+    traced, blocks = _tracing()._traced(model)
+    graph = ChannelGraph(traced)
+    graph.traced = list(blocks)
+    try:
+        _ANALYSES[model] = weakref.ref(graph)
+    except TypeError:  # a model that cannot be weakly referenced or hashed
+        pass
+    return graph
+
+
+def cached_analysis(model, graph=None):
+    """A `ChannelGraph` of `model` without analysing it again if possible.
+
+    `graph` (e.g. the graph of the groups a mask names) when it is an
+    analysis of `model` that still describes it (`is_current`), else the
+    latest analysis of `model` while it is alive (a caller holds its
+    groups) and current, else a new analysis.
+    """
+    if graph is not None and graph.is_current() and (
+        graph.model is model or graph.model is _tracing()._traced(model)[0]
+    ):
+        return graph
+    try:
+        ref = _ANALYSES.get(model)
+    except TypeError:
+        ref = None
+    graph = None if ref is None else ref()
+    if graph is not None and graph.is_current():
+        return graph
+    return analyze(model)
 
 
 def filter_groups(model, warn=True):

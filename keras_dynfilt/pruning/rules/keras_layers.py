@@ -1,30 +1,43 @@
-"""Channel rules of the Keras layers and of this library's layers.
+"""Channel rules and cost formulas of the Keras layers (`keras.layers`).
 
 Each rule is registered for an exact layer class (see
-`keras_dynfilt.pruning.registry`). Layers of this library register here,
-next to the Keras ones, so that `keras_dynfilt.layers` never imports the
-pruning package. The fusion, generation and head layers (`NDDR`,
-`CrossStitch`, `FilterGenerator`, `DimensionReduction`, `WSoftmaxHead`)
-register theirs, with their cost formulas, in
-`keras_dynfilt.pruning.library_layers`.
+`keras_dynfilt.pruning.rules.base`); its `macs` is the layer's cost.
+FLOPs are counted as multiply-adds: convolutions (plain, grouped,
+depthwise, separable, transposed), dense layers and normalisation layers
+(one multiply-add per element: the folded scale and shift); layers that
+only compare, add or copy count zero.
 """
 
+import math
+import types
 import warnings
+import weakref
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_dynfilt.layers.channel_padding import ChannelPadding
-from keras_dynfilt.layers.mfm import MFM
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
+    TensorSlots,
     WeightAxis,
     _variables,
+    get_channel_rule,
+    get_layer_cost,
     register_channel_rule,
+    register_layer_cost,
 )
 
 L = keras.layers
+
+
+def _prod(dims):
+    return math.prod(int(d) for d in dims)
+
+
+def per_element_macs(layer, ins, outs):
+    """One multiply-add per output element (a folded scale and shift)."""
+    return _prod(outs[0][1:])
 
 
 def _last_axis(axis, rank):
@@ -38,6 +51,11 @@ def _channels_last(layer):
     )
 
 
+# Plain function -> behaviour: probing runs a few backend ops, and a large
+# model asks about the same few functions hundreds of times.
+_BEHAVIOURS = weakref.WeakKeyDictionary()
+
+
 def activation_behaviour(activation):
     """`"zero"`, `"nonzero"` (elementwise, f(0) != 0) or `"coupling"`.
 
@@ -48,6 +66,15 @@ def activation_behaviour(activation):
     """
     if activation is None:
         return "zero"
+    if isinstance(activation, types.FunctionType):  # stateless: remembered
+        found = _BEHAVIOURS.get(activation)
+        if found is None:
+            found = _BEHAVIOURS[activation] = _probe_behaviour(activation)
+        return found
+    return _probe_behaviour(activation)
+
+
+def _probe_behaviour(activation):
     probe = np.array([[-1.5, -0.25, 0.5, 2.0]], "float32")
     try:
         with warnings.catch_warnings():
@@ -104,6 +131,10 @@ class PassThrough(ChannelRule):
 
     elementwise = True
 
+    def __init__(self, pointwise=None):
+        if pointwise is not None:
+            self.pointwise = pointwise
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or len(output_shapes) != 1:
             return ctx.barrier(layer, inputs, output_shapes, "several inputs")
@@ -119,6 +150,10 @@ class PassThrough(ChannelRule):
 
 
 class ActivationRule(PassThrough):
+    def is_pointwise(self, layer):
+        name = getattr(layer.activation, "__name__", "")
+        return name not in ("softmax", "log_softmax")
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
         if outputs[0] is not inputs[0].slots:
@@ -127,6 +162,11 @@ class ActivationRule(PassThrough):
 
 
 class PReLURule(PassThrough):
+    pointwise = True
+
+    def macs(self, layer, ins, outs):
+        return 0
+
     def weights(self, layer, in_slots, out_slots):
         alpha_shape = tuple(layer.alpha.shape)
         if alpha_shape[-1] == len(in_slots[0]) and len(in_slots[0]) > 1:
@@ -160,6 +200,11 @@ class BatchNormalizationRule(PassThrough):
     mean 0), so a zero channel stays zero.
     """
 
+    pointwise = True
+
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(output_shapes[0])
         if not _last_axis(layer.axis, rank):
@@ -184,12 +229,16 @@ class BatchNormalizationRule(PassThrough):
 
 
 class NormalizationOverChannelsRule(PassThrough):
-    """LayerNormalization / GroupNormalization: statistics over channels.
+    """LayerNormalization: statistics over channels (GroupNormalization
+    has `GroupNormalizationRule`, by whole groups).
 
     The mean and variance over the channel axis change when channels are
     removed, so the input channels are fixed (never pruned); normalising
     other axes only is a plain pass-through.
     """
+
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
@@ -219,6 +268,8 @@ class ProducerRule(ChannelRule):
     """
 
     elementwise = True
+
+    is_producer = True
 
     def __init__(self, count="filters", transpose=False):
         self.count = count
@@ -283,6 +334,21 @@ class ProducerRule(ChannelRule):
             config["groups"] = int(keep_in[0].sum())
         return config
 
+    def macs(self, layer, ins, outs):
+        # Channel counts from the shapes: they also price compacted widths.
+        if self.transpose:
+            return (
+                _prod(ins[0][1:-1]) * ins[0][-1] * _prod(layer.kernel_size)
+                * outs[0][-1]
+            )
+        if self.count == "units":  # Dense
+            return _prod(ins[0][1:]) * outs[0][-1]
+        groups = getattr(layer, "groups", 1)
+        per_group = layer.kernel.shape[-2]
+        if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
+            per_group = ins[0][-1] // groups
+        return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
+
     def filter_kernel(self, layer):
         channels_in = layer.kernel.shape[self.in_axis]
         if getattr(layer, "groups", 1) > 1 and channels_in == 1:
@@ -305,6 +371,9 @@ class DepthwiseRule(ChannelRule):
         out = ctx.with_live(out, False)
         return _check_activation(ctx, layer, inputs, output_shapes, out)
 
+    def macs(self, layer, ins, outs):
+        return _prod(outs[0][1:]) * _prod(layer.kernel_size)
+
     def weights(self, layer, in_slots, out_slots):
         found = {"kernel": [WeightAxis(-2, in_slots[0], True)]}
         if layer.use_bias:
@@ -320,6 +389,11 @@ class SeparableRule(ProducerRule):
 
     def _mode(self, layer, channels_in):
         return "dense"
+
+    def macs(self, layer, ins, outs):
+        spatial = _prod(outs[0][1:-1])
+        mid = ins[0][-1] * layer.depth_multiplier
+        return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
 
     def weights(self, layer, in_slots, out_slots):
         slots_in, out = in_slots[0], out_slots[0]
@@ -348,6 +422,9 @@ class EmbeddingRule(ChannelRule):
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         return [ctx.new_filters(layer, layer.output_dim)]
+
+    def macs(self, layer, ins, outs):
+        return 0  # a lookup
 
     def weights(self, layer, in_slots, out_slots):
         return {"embeddings": [WeightAxis(1, out_slots[0], True)]}
@@ -438,29 +515,52 @@ class FlattenRule(ChannelRule):
 
 
 class ReshapeRule(ChannelRule):
-    """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+    """The `Reshape` layer and `keras.ops.reshape`: one rule for both.
+
+    Reshaping keeps the elements' order, so element `p * C + c` of the
+    input (channel `c`) lands on output channel `(p * C + c) mod D`. When
+    the output's last axis `D` is a multiple of the input's channels `C`
+    (the same axis, a flatten, `(H, W, C) -> (H, W * C)`), that is channel
+    `c` again, every `C` positions: the output's slots are the input's,
+    tiled `D / C` times, and removing a channel shrinks `D` with it. A
+    reshape that splits the channels across axes (`Conv2D(36)` then
+    `Reshape((-1, 4))`, the anchor heads of detectors) holds its channels
+    fixed; its target shape is never rewritten.
+
+    Args:
+        key: The config key of the target shape (`"target_shape"` for the
+            layer, `"newshape"` for the op).
+    """
 
     elementwise = True
 
+    def __init__(self, key="target_shape"):
+        self.key = key
+
+    def macs(self, layer, ins, outs):
+        return 0
+
     def propagate(self, ctx, layer, inputs, output_shapes):
-        in_shape, out_shape = inputs[0].shape, output_shapes[0]
-        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
-            return [inputs[0].slots]
-        size = _spatial_size(in_shape)
-        if len(out_shape) == 2 and size is not None:
-            return [np.tile(inputs[0].slots, size)]
-        return ctx.barrier(
-            layer, inputs, output_shapes, "reshape mixes the channel axis"
-        )
+        channels, width = inputs[0].shape[-1], output_shapes[0][-1]
+        if len(inputs) != 1 or channels is None or width is None:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "reshape of unknown widths"
+            )
+        if width % channels == 0:
+            return [np.tile(inputs[0].slots, width // channels)]
+        reason = "reshape splits the channel axis"
+        ctx.fix(inputs[0].slots, reason)
+        slots = ctx.new_zeros(width)
+        ctx.fix(slots, reason)
+        return [slots]
 
     def compact_config(self, layer, config, keep_in, keep_out):
-        target = list(config["target_shape"])
-        if target[-1] != -1:
-            if len(target) == 1:
-                target[-1] = int(keep_out[0].sum())
-            else:
-                target[-1] = int(keep_in[0].sum())
-        return {**config, "target_shape": tuple(target)}
+        target = list(config[self.key])
+        width = len(keep_out[0])
+        if width % len(keep_in[0]) or target[-1] in (-1, None):
+            return config  # channels held, or the last axis is inferred
+        target[-1] = int(keep_out[0].sum())
+        return {**config, self.key: type(config[self.key])(target)}
 
 
 class InputLayerRule(ChannelRule):
@@ -475,48 +575,6 @@ class InputLayerRule(ChannelRule):
         shape = list(config["batch_shape"])
         shape[-1] = int(keep_out[0].sum())
         return {**config, "batch_shape": tuple(shape)}
-
-
-class MFMRule(ChannelRule):
-    """MFM: output channel `k` couples input channels `k` and `k + N/2`."""
-
-    elementwise = True
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        slots = inputs[0].slots
-        if not _last_axis(layer.axis, len(inputs[0].shape)):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "MFM over a non-last axis"
-            )
-        half = len(slots) // 2
-        ctx.couple(slots[half:], slots[:half])
-        live = ctx.is_live(slots[:half]) | ctx.is_live(slots[half:])
-        return [ctx.with_live(slots[:half], live)]
-
-
-class ChannelPaddingRule(ChannelRule):
-    """ChannelPadding: the padded channels are constant zeros."""
-
-    elementwise = True
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        before, after = layer.padding
-        return [
-            np.concatenate(
-                [ctx.new_zeros(before), inputs[0].slots, ctx.new_zeros(after)]
-            )
-        ]
-
-    def compact_config(self, layer, config, keep_in, keep_out):
-        before, after = layer.padding
-        keep = keep_out[0]
-        return {
-            **config,
-            "padding": (
-                int(keep[:before].sum()),
-                int(keep[len(keep) - after :].sum()),
-            ),
-        }
 
 
 def _per_channel(value, width):
@@ -564,54 +622,6 @@ class RescalingRule(PassThrough):
         return config
 
 
-class ChannelScaleRule(PassThrough):
-    """A layer multiplying channel `c` by its own weight (ConvNeXt's
-    `LayerScale`): zero stays zero; the weight is sliced with the channel
-    and the width argument (`width_key`) follows the kept channels."""
-
-    def __init__(self, weight, width_key):
-        self.weight = weight
-        self.width_key = width_key
-
-    def _key(self, layer):
-        variable = getattr(layer, self.weight)
-        return next(k for k, v in _variables(layer).items() if v is variable)
-
-    def weights(self, layer, in_slots, out_slots):
-        return {self._key(layer): [WeightAxis(0, in_slots[0], False)]}
-
-    def compact_config(self, layer, config, keep_in, keep_out):
-        return {**config, self.width_key: int(keep_in[0].sum())}
-
-
-class ScaledSumRule(MergeRule):
-    """InceptionResNetV2's `CustomScaleLayer`: `x + scale * r`, a merge."""
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        width = output_shapes[0][-1]
-        if len(inputs) != 2 or any(t.shape[-1] != width for t in inputs):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "inputs of other widths"
-            )
-        return super().propagate(ctx, layer, inputs, output_shapes)
-
-
-def _register_application_layers():
-    """Layers that keras.applications models define for themselves."""
-    try:
-        from keras.src.applications import convnext, inception_resnet_v2
-    except ImportError:  # pragma: no cover - a Keras without them
-        return
-    register_channel_rule(
-        convnext.LayerScale, ChannelScaleRule("gamma", "projection_dim")
-    )
-    # (x / keep_prob) * random per sample: zero stays zero.
-    register_channel_rule(convnext.StochasticDepth, PassThrough())
-    register_channel_rule(
-        inception_resnet_v2.CustomScaleLayer, ScaledSumRule()
-    )
-
-
 class UnitNormalizationRule(PassThrough):
     """UnitNormalization: a zero channel leaves the norm unchanged; one that
     stays non-zero when removed would change it."""
@@ -621,14 +631,277 @@ class UnitNormalizationRule(PassThrough):
         return super().propagate(ctx, layer, inputs, output_shapes)
 
 
-def _register_builtin_rules():
+class MaxPoolingRule(PassThrough):
+    """MaxPooling: a pass-through; after a `-inf` spatial padding that
+    every pooling window overlaps by less than its size, the channels are
+    zero when removed again (max(0, -inf) = 0).
+
+    `keras.ops.pad` with `-inf` (`keras_ops.PadOpRule`) leaves the note
+    `NEG_INF_PADS` on its output slots: the spatial pads, and whether the
+    channel was live before the padding.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        slots = inputs[0].slots
+        if outputs[0] is not slots or layer.padding != "valid":
+            return outputs
+        found = ctx.annotations(slots, NEG_INF_PADS)
+        if not slots.size or any(f is None for f in found):
+            return outputs
+        pool = tuple(layer.pool_size)
+        if not all(
+            len(pads) == len(pool) and all(
+                max(p) < k for p, k in zip(pads, pool)
+            )
+            for pads, _ in found
+        ):
+            return outputs
+        # Non-zero before the padding: still non-zero.
+        return [ctx.reset_live(slots, [live for _, live in found])]
+
+
+class GroupNormalizationRule(ChannelRule):
+    """GroupNormalization over the channel axis: whole groups are units.
+
+    Channel `c` belongs to group `c // (channels / groups)`; the channels of
+    one group are coupled, so a removed unit is a whole group (and the
+    filters feeding it). The other groups' statistics do not change.
+    Masking zeroes the group's gamma and beta: its output is 0 whatever
+    comes in (with `scale=False`, a removed group must receive zeros).
+    `groups` shrinks with the kept groups.
+    """
+
+    elementwise = True
+    pointwise = False
+
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        rank = len(output_shapes[0])
+        if not _last_axis(layer.axis, rank):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "normalises a non-last axis"
+            )
+        slots = inputs[0].slots
+        groups = len(slots) if layer.groups == -1 else layer.groups
+        per = len(slots) // groups
+        for g in range(groups):
+            members = slots[g * per:(g + 1) * per]
+            ctx.couple(members, np.repeat(members[:1], per))
+        if layer.scale:
+            return [ctx.with_live(slots, False)]
+        ctx.require_zero(slots)
+        return [slots]
+
+    def weights(self, layer, in_slots, out_slots):
+        slots = in_slots[0]
+        found = {}
+        if layer.scale:
+            found["gamma"] = [WeightAxis(0, slots, True)]
+        if layer.center:
+            found["beta"] = [WeightAxis(0, slots, True)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        if layer.groups == -1:
+            return config
+        per = len(keep_in[0]) // layer.groups
+        return {**config, "groups": int(keep_in[0].sum()) // per}
+
+
+def _held(ctx, shape, reason):
+    """Fixed slots for an output that is never pruned."""
+    if len(shape) < 2 or shape[-1] is None:
+        return None
+    slots = ctx.new_zeros(shape[-1])
+    ctx.fix(slots, reason)
+    return slots
+
+
+def _strip_build(serialized):
+    """A nested layer config without its build shapes (they name the
+    original input width)."""
+    serialized = dict(serialized)
+    serialized.pop("build_config", None)
+    return serialized
+
+
+class RecurrentRule(ChannelRule):
+    """SimpleRNN, LSTM, GRU, ConvLSTM1D/2D/3D and Bidirectional: consumers
+    of their input features.
+
+    Every weight named `kernel` (the input kernel of each cell; both
+    directions of a `Bidirectional`) has the input features on axis -2:
+    `(features, gates * units)`, or `(..., features, gates * filters)` for
+    ConvLSTM; its rows are sliced with the channels feeding the layer. The
+    recurrent width and the outputs (sequences and states) stay fixed.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        for t in inputs[1:]:  # initial states, constants: not pruned
+            ctx.fix(t.slots, f"a state of {type(layer).__name__}")
+        return [
+            _held(ctx, shape, "the recurrent width is held fixed")
+            for shape in output_shapes
+        ]
+
+    def weights(self, layer, in_slots, out_slots):
+        found = {}
+        for key, variable in _variables(layer).items():
+            if variable.name == "kernel":
+                found[key] = [WeightAxis(-2, in_slots[0], False)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        config = dict(config)
+        for key in ("layer", "backward_layer"):  # Bidirectional
+            if isinstance(config.get(key), dict):
+                config[key] = _strip_build(config[key])
+        return config
+
+    def macs(self, layer, ins, outs):
+        """Per step: `gates x units x (features + units)` (LSTM 4 gates,
+        GRU 3, SimpleRNN 1); ConvLSTM: the input and recurrent convolutions
+        of its 4 gates over the output positions. Times the steps."""
+        if isinstance(layer, L.Bidirectional):
+            return sum(
+                self.macs(inner, ins, outs)
+                for inner in (layer.forward_layer, layer.backward_layer)
+            )
+        steps, features = int(ins[0][1]), int(ins[0][-1])
+        if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN)):
+            gates = {L.LSTM: 4, L.GRU: 3, L.SimpleRNN: 1}[type(layer)]
+            units = layer.units
+            return steps * gates * units * (features + units)
+        filters = layer.filters
+        spatial = outs[0][2:-1] if layer.return_sequences else outs[0][1:-1]
+        return steps * _prod(spatial) * _prod(layer.kernel_size) * 4 * (
+            filters * (features + filters)
+        )
+
+
+def _drop_time(shape):
+    return (shape[0],) + tuple(shape[2:])
+
+
+class TimeDistributedRule(ChannelRule):
+    """`TimeDistributed(inner)`: the inner layer's rule on each step, its
+    cost times the steps; the wrapped layer's config is compacted."""
+
+    elementwise = True
+
+    def _inner(self, layer):
+        return get_channel_rule(layer.layer)
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        inner = self._inner(layer)
+        if inner is None:
+            return ctx.barrier(
+                layer, inputs, output_shapes,
+                "no channel rule registered for the wrapped "
+                f"{type(layer.layer).__name__}",
+            )
+        if not inner.elementwise:
+            for t in inputs:
+                ctx.require_zero(t.slots)
+        inner_inputs = [
+            TensorSlots(_drop_time(t.shape), t.slots) for t in inputs
+        ]
+        return inner.propagate(
+            ctx, layer.layer, inner_inputs,
+            [_drop_time(s) for s in output_shapes],
+        )
+
+    def _outer_keys(self, layer):
+        """The wrapped layer's weight keys -> the wrapper's (the same
+        variables)."""
+        outer = {id(v): k for k, v in _variables(layer).items()}
+        return {
+            k: outer[id(v)] for k, v in _variables(layer.layer).items()
+        }
+
+    def weights(self, layer, in_slots, out_slots):
+        keys = self._outer_keys(layer)
+        found = self._inner(layer).weights(layer.layer, in_slots, out_slots)
+        return {keys[k]: axes for k, axes in found.items()}
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        inner = _strip_build(config["layer"])
+        inner["config"] = self._inner(layer).compact_config(
+            layer.layer, inner["config"], keep_in, keep_out
+        )
+        return {**config, "layer": inner}
+
+    def filter_kernel(self, layer):
+        found = self._inner(layer).filter_kernel(layer.layer)
+        if found is None:
+            return None
+        return self._outer_keys(layer)[found[0]], found[1]
+
+    def filter_matrix(self, layer):
+        return self._inner(layer).filter_matrix(layer.layer)
+
+    def filter_kernel_positions(self, layer):
+        keys = self._outer_keys(layer)
+        return [
+            (keys[key], axis, index)
+            for key, axis, index in self._inner(layer).filter_kernel_positions(
+                layer.layer
+            )
+        ]
+
+    def macs(self, layer, ins, outs):
+        fn = get_layer_cost(layer.layer)
+        if fn is None:  # a weightless wrapped layer costs 0, as outside
+            return 0
+        inner = fn(
+            layer.layer, [_drop_time(s) for s in ins],
+            [_drop_time(s) for s in outs],
+        )
+        return int(ins[0][1]) * int(inner)
+
+
+class ResizingRule(PassThrough):
+    """`Resizing` (and `keras.ops.image.resize`): every interpolation is a
+    weighted sum within one channel, so a zero channel stays zero; padding
+    to the aspect ratio with a non-zero `fill_value` makes it non-zero when
+    removed. Not counted (a few multiply-adds per output, as pooling)."""
+
+    def macs(self, layer, ins, outs):
+        return 0
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if len(inputs) != 1:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "a tensor size argument"
+            )
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        if outputs[0] is not inputs[0].slots:
+            return outputs
+        if getattr(layer, "pad_to_aspect_ratio", False) and (
+            getattr(layer, "fill_value", 0.0) != 0
+        ):
+            return [ctx.with_live(outputs[0], True, "fill_value != 0")]
+        return outputs
+
+
+#: The `RuleContext.annotate` key of a `-inf` spatial padding.
+NEG_INF_PADS = "neg_inf_pads"
+
+
+def _register():
     pass_through = PassThrough()
     for name in [
-        "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
+        "Dropout", "SpatialDropout1D",
         "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
         "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-        "Identity", "UnitNormalization",
-        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+        "Identity",
         "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
         "GlobalAveragePooling1D", "GlobalAveragePooling2D",
         "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
@@ -638,13 +911,28 @@ def _register_builtin_rules():
     ]:
         if hasattr(L, name):
             register_channel_rule(getattr(L, name), pass_through)
+    # Activation layers that keep 0 at 0, read after a producer by
+    # cross-task probes (pointwise).
+    activations = PassThrough(pointwise=True)
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU):
+        register_channel_rule(cls, activations)
+    max_pooling = MaxPoolingRule()
+    for cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D):
+        register_channel_rule(cls, max_pooling)
     register_channel_rule(L.UnitNormalization, UnitNormalizationRule())
     register_channel_rule(L.Activation, ActivationRule())
     register_channel_rule(L.PReLU, PReLURule())
     register_channel_rule(L.Softmax, SoftmaxRule())
     register_channel_rule(L.BatchNormalization, BatchNormalizationRule())
-    for cls in (L.LayerNormalization, L.GroupNormalization):
-        register_channel_rule(cls, NormalizationOverChannelsRule())
+    register_channel_rule(L.LayerNormalization, NormalizationOverChannelsRule())
+    register_channel_rule(L.GroupNormalization, GroupNormalizationRule())
+    recurrent = RecurrentRule()
+    for name in ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D",
+                 "ConvLSTM3D", "Bidirectional"):
+        if hasattr(L, name):
+            register_channel_rule(getattr(L, name), recurrent)
+    register_channel_rule(L.TimeDistributed, TimeDistributedRule())
+    register_channel_rule(L.Resizing, ResizingRule())
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         register_channel_rule(cls, ProducerRule("filters"))
     for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
@@ -664,9 +952,9 @@ def _register_builtin_rules():
     register_channel_rule(L.Flatten, FlattenRule())
     register_channel_rule(L.Reshape, ReshapeRule())
     register_channel_rule(L.InputLayer, InputLayerRule())
-    register_channel_rule(MFM, MFMRule())
-    register_channel_rule(ChannelPadding, ChannelPaddingRule())
+    # No channel rule (a barrier), but priced: a preprocessing layer
+    # (x - mean) / sqrt(var), one per element.
+    register_layer_cost(L.Normalization, per_element_macs)
 
 
-_register_builtin_rules()
-_register_application_layers()
+_register()
