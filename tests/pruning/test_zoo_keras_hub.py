@@ -33,8 +33,7 @@ MODELS = _builders()
 @pytest.mark.parametrize("name", [
     "MobileNetBackbone (V3)", "HGNetV2Backbone", "CSPNetBackbone (dark)",
     "MobileNetImageClassifier",
-    # SpatialPyramidPooling cannot rebuild itself on `.keras` load; traced,
-    # the compacted model holds its parts and reloads.
+    # SpatialPyramidPooling traced: the compacted model holds its parts.
     "DeepLabV3Backbone (SpatialPyramidPooling)",
 ])
 def test_keras_hub_backbone(name, tmp_path):
