@@ -35,6 +35,8 @@ MODELS = _builders()
     "MobileNetImageClassifier",
     # SpatialPyramidPooling traced: the compacted model holds its parts.
     "DeepLabV3Backbone (SpatialPyramidPooling)",
+    # Shared heads over two pyramid levels, Reshape((-1, 4)) anchor boxes.
+    "RetinaNetObjectDetector (PredictionHead)",
 ])
 def test_keras_hub_backbone(name, tmp_path):
     model = MODELS[name]()
