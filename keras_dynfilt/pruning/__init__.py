@@ -1,6 +1,9 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
-from keras_dynfilt.pruning import rules  # noqa: F401 - registers rules
+from keras_dynfilt.pruning import (
+    criteria,  # noqa: F401 - public module
+    rules,  # noqa: F401 - registers rules
+)
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
     LayerCost,
@@ -19,6 +22,8 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.pruner import Pruner, prune
+from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
     Registration,
@@ -38,6 +43,7 @@ __all__ = [
     "ChannelRule",
     "FilterGroup",
     "FilterGroups",
+    "GroupChange",
     "HeldFixed",
     "Registration",
     "RuleContext",
@@ -46,12 +52,16 @@ __all__ = [
     "analyze",
     "apply_group_mask",
     "compact",
+    "criteria",
     "filter_groups",
     "inference_latency",
     "get_channel_rule",
     "get_layer_cost",
     "model_cost",
     "print_cost",
+    "prune",
+    "Pruner",
+    "PruningReport",
     "register_channel_rule",
     "register_layer_cost",
     "trace",

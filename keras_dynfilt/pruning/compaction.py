@@ -92,6 +92,19 @@ def _keeps(graph, record, removed):
     return keep_in, keep_out
 
 
+def _check_masks(masks):
+    if not isinstance(masks, dict):
+        raise TypeError(
+            "`masks` must be a dict mapping layer names or FilterGroups to "
+            "boolean keep arrays. Received: masks of type "
+            f"{type(masks).__name__}"
+        )
+    for key, keep in masks.items():
+        # Booleans only: an index array read as a mask removes other filters.
+        where = key.name if isinstance(key, FilterGroup) else key
+        check_keep_mask(keep, None, f"masks[{where!r}]")
+
+
 def _check_nothing_empty(graph, removed):
     for name, record in graph.records.items():
         for slots in record.in_slots + record.out_slots:
@@ -408,16 +421,8 @@ def compact(model, masks=None):
         >>> np.allclose(masked, keras.ops.convert_to_numpy(small(x)), atol=1e-5)
         True
     """
-    if masks is not None and not isinstance(masks, dict):
-        raise TypeError(
-            "`masks` must be a dict mapping layer names or FilterGroups to "
-            f"boolean keep arrays. Received: masks of type "
-            f"{type(masks).__name__}"
-        )
-    for key, keep in (masks or {}).items():
-        # Booleans only: an index array read as a mask removes other filters.
-        where = key.name if isinstance(key, FilterGroup) else key
-        check_keep_mask(keep, None, f"masks[{where!r}]")
+    if masks is not None:
+        _check_masks(masks)
     graph = analyze(model)
     if masks is None:
         removed = zero_units(graph)
