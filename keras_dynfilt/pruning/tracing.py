@@ -407,8 +407,8 @@ def trace(model):
         model: A Keras model.
 
     Returns:
-        A `keras.Model` whose `traced_blocks` (see `traced_blocks(model)`)
-        lists the layers that were traced.
+        A functional `keras.Model` (`model` itself when nothing was traced);
+        `traced_blocks(model)` lists the layers that were traced.
 
     Raises:
         TypeError: `model` is a subclass whose `call` cannot be traced
