@@ -204,3 +204,25 @@ def test_a_block_shared_across_pyramid_levels_is_traced_once(tmp_path):
     # p3 and p4 feed the same head convolution: coupled.
     assert any({"p3", "p4"} <= set(g.layers) for g in groups)
     zoo.check_four(model, tmp_path)
+
+
+def test_soft_filter_pruning_through_traced_blocks():
+    from keras_dynfilt.callbacks import SoftFilterPruning
+
+    model = zoo.residual_blocks_model()
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    y = np.arange(32) % 3
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[SoftFilterPruning(0.5)])
+    small = quiet_compact(model)
+    # Half of every group's filters, inside the blocks too.
+    assert small.get_layer("stem").filters == 4
+    assert [la.filters for la in small.get_layer("block1").layers
+            if isinstance(la, L.Conv2D)] == [4, 4]
+    assert zoo.max_relative_difference(
+        zoo.run(model, x), zoo.run(small, x)
+    ) <= 1e-5
