@@ -3,8 +3,10 @@
 from keras_dynfilt.pruning import (
     library_layers,  # noqa: F401 - registers rules
     op_rules,  # noqa: F401 - registers rules
+    transformer_rules,  # noqa: F401 - registers rules
 )
 from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
@@ -34,6 +36,7 @@ __all__ = [
     "LayerCost",
     "ModelCost",
     "ChannelRule",
+    "CompactionDifference",
     "FilterGroup",
     "FilterGroups",
     "HeldFixed",

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_dynfilt._keras_private import Functional
+from keras_dynfilt._validation import check_bool
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
 from keras_dynfilt.pruning.registry import (  # noqa: F401 - re-exported
     TensorSlots,
@@ -247,8 +248,11 @@ class ChannelGraph:
     why coupled channels cannot be pruned (model outputs, barriers, ...).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, exact=True):
         self.model = model
+        # False: channels feeding a normalisation over channels may be
+        # removed (the function changes; `compact` reports by how much).
+        self.exact = exact
         self._parent = []
         self._atoms = {}
         self._fixed = {}
@@ -533,12 +537,12 @@ class ChannelGraph:
         return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
 
 
-def analyze(model):
+def analyze(model, exact=True):
     """Builds the `ChannelGraph` of a functional or Sequential model."""
-    return ChannelGraph(model)
+    return ChannelGraph(model, exact=check_bool(exact, "exact"))
 
 
-def filter_groups(model, warn=True):
+def filter_groups(model, warn=True, exact=True):
     """Lists the prunable filter groups of a model.
 
     Walks a functional or Sequential Keras model (nested models included,
@@ -572,6 +576,14 @@ def filter_groups(model, warn=True):
             that do not feed a model output can be pruned (the warning
             names the layers holding them fixed and why; see
             `FilterGroups.held_fixed`).
+        exact: Boolean. True (the default): only channels whose removal
+            leaves the function unchanged are prunable. False (the
+            *inexact mode*): channels feeding a LayerNormalization or
+            RMSNormalization over channels are prunable too, with the
+            norm's gamma/beta entries, as Torch-Pruning prunes them; the
+            norm's statistics then lose channels, so the compacted model
+            differs from the masked one (`compact(model, exact=False,
+            data=x)` measures by how much) and fine-tuning is expected.
 
     Returns:
         A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
@@ -588,7 +600,7 @@ def filter_groups(model, warn=True):
         ...  keras_dynfilt.pruning.filter_groups(model)]
         [('a (+1 coupled)', 8)]
     """
-    graph = analyze(model)
+    graph = analyze(model, exact)
     groups = FilterGroups(graph.groups, graph)
     if not warn:
         return groups

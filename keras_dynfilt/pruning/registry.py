@@ -86,6 +86,18 @@ class ChannelRule:
         """Returns the layer config with the removed channels gone."""
         return config
 
+    def compact_weights(self, layer, values, keep_in, keep_out):
+        """The compacted layer's weights, from the sliced ones.
+
+        `values` maps weight names to NumPy arrays already sliced along
+        the axes `weights` names. Returns the mapping (same keys, same
+        order) the compacted layer gets; the default returns it as is.
+        Override it when compaction changes more than shapes (attention
+        with fewer key dimensions folds its logit scale into the query
+        projection).
+        """
+        return values
+
     def filter_kernel(self, layer):
         """For producers: `(weight_name, output_axis)` ranking the filters."""
         return None
