@@ -18,6 +18,11 @@ masks. Every unit is exact:
   has a smaller `key_dim`, hence another scale; the query projection is
   multiplied by `sqrt(new_key_dim / key_dim)` on compaction (kernel and
   bias), so the logits, and the function, are unchanged.
+
+When `key_dim == value_dim` (the usual case), key dimension `j` and value
+dimension `j` are one unit, so the compacted layer keeps them equal: the
+fused attention Keras uses on JAX (`ops.dot_product_attention`, for rank-3
+inputs without dropout) refuses values of another head width than keys.
 """
 
 import math
@@ -84,10 +89,12 @@ class MultiHeadAttentionRule(ChannelRule):
     channels are produced like a `Dense` layer's (columns of the output
     projection). Masks (`attention_mask`, `query_mask`, ...,
     `use_causal_mask`) are untouched: they index positions, not channels.
-    Groups: one of `num_heads` whole heads, one of the `value_dim` and one
-    of the `key_dim` dimensions shared by every head (`head_dims=False`
-    keeps the dimensions fixed), one of the output channels (coupled to
-    whatever the output is added to).
+    Groups, in this order: one of `num_heads` whole heads; one of the
+    `value_dim` and one of the `key_dim` dimensions shared by every head
+    (a single group when `key_dim == value_dim`: dimension `j` of queries,
+    keys and values together; `head_dims=False` keeps the dimensions
+    fixed); one of the output channels (coupled to whatever the output is
+    added to).
 
     A layer returning its attention scores keeps all its heads (the scores
     have a head axis). A multi-axis `output_shape` keeps its output
@@ -127,6 +134,10 @@ class MultiHeadAttentionRule(ChannelRule):
         value_slots = filters[heads : heads + value_dim]
         key_slots = filters[heads + value_dim : heads + value_dim + key_dim]
         out = filters[heads + value_dim + key_dim :]
+        if key_dim == value_dim:
+            # Pruned apart, they would differ, and Keras's fused attention
+            # (`ops.dot_product_attention` on JAX) needs them equal.
+            ctx.couple(key_slots, value_slots)
         ctx.separate([head_slots, value_slots, key_slots, out])
         if not self.head_dims:
             ctx.fix(value_slots, "head dimensions are not pruned")
@@ -395,10 +406,16 @@ class EinsumDenseRule(ChannelRule):
         for char, size in zip(reversed(x.replace("...", "")),
                               reversed(in_shape)):
             sizes[char] = size
-        contracted = [c for c in kernel if c not in out]
-        return _prod(output_shapes[0][1:]) * _prod(
-            sizes.get(c, 1) for c in contracted
-        )
+        # Keras leaves free output axes of `output_shape=None` unknown.
+        out_sizes = list(output_shapes[0][1:])
+        out_chars = out.replace("...", "")
+        for i in range(1, min(len(out_sizes), len(out_chars)) + 1):
+            if out_sizes[-i] is None:
+                out_sizes[-i] = sizes.get(out_chars[-i])
+        contracted = [sizes.get(c) for c in kernel if c not in out]
+        if any(d is None for d in out_sizes + contracted):
+            return None
+        return _prod(out_sizes) * _prod(contracted)
 
 
 class NormalizationRule(NormalizationOverChannelsRule):
