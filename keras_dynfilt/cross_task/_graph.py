@@ -4,25 +4,22 @@ A producer's (a convolution's) feature is read after the layers that act on
 each of its channels on their own: BatchNormalization, activations and MFM
 (paper 001 probes VGG after the ReLU and LightCNN after the MFM). The walk
 stops at the first layer that is not one of those, or where the tensor is
-read by more than one layer (a residual branch point). Only the top level of
-a functional model is walked, through Keras's node structures as the
-pruning engine does (`keras_dynfilt.pruning.graph`).
+read by more than one layer (a residual branch point). Which layers are
+producers and which act pointwise is read from their channel rules
+(`ChannelRule.is_producer`, `ChannelRule.is_pointwise`). Only the top level
+of a functional model is walked, with the engine's graph walk
+(`keras_dynfilt._keras_private.graph_nodes`).
 """
 
 import collections
 
 import keras
 
-from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt._keras_private import graph_nodes
 from keras_dynfilt.pruning.graph import graph_of
-from keras_dynfilt.pruning.registry import get_channel_rule
-from keras_dynfilt.pruning.rules import ProducerRule
+from keras_dynfilt.pruning.rules.base import get_channel_rule
 
 L = keras.layers
-_ELEMENTWISE = (
-    L.BatchNormalization, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, MFM,
-)
-_NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 Probe = collections.namedtuple("Probe", ["layer", "point", "tensor"])
 Probe.__doc__ = """A probe: the named `layer`, the `point` layer whose output
@@ -30,26 +27,14 @@ is read, and that output (a symbolic tensor of the model)."""
 
 
 def _is_elementwise(layer):
-    if type(layer) in _ELEMENTWISE:
-        return True
-    if type(layer) is L.Activation:
-        name = getattr(layer.activation, "__name__", "")
-        return name not in _NOT_ELEMENTWISE
-    return False
-
-
-def _nodes(graph):
-    """The graph's (non-input) nodes in topological order."""
-    nodes = []
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if not node.is_input and node.operation is not None:
-                nodes.append(node)
-    return nodes
+    """Whether the layer maps each position on its own (its rule says)."""
+    rule = get_channel_rule(layer)
+    return rule is not None and rule.is_pointwise(layer)
 
 
 def is_producer(layer):
-    return isinstance(get_channel_rule(layer), ProducerRule)
+    rule = get_channel_rule(layer)
+    return rule is not None and rule.is_producer
 
 
 def probe_points(model, layers=None):
@@ -60,7 +45,7 @@ def probe_points(model, layers=None):
             or a layer whose output has no channel axis.
     """
     graph = graph_of(model)
-    nodes = _nodes(graph)
+    nodes = list(graph_nodes(graph))
     node_of, readers = {}, collections.defaultdict(list)
     for node in nodes:
         node_of.setdefault(node.operation.name, []).append(node)

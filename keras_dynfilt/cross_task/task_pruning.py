@@ -5,6 +5,7 @@ import collections
 import keras
 import numpy as np
 
+from keras_dynfilt._keras_private import graph_operations
 from keras_dynfilt.cross_task._graph import pooled, probe_points, unique_name
 from keras_dynfilt.cross_task._sklearn import sklearn_module
 from keras_dynfilt.cross_task._validation import check_task, check_threshold
@@ -249,7 +250,7 @@ def prune_for_task(model, curves, threshold=0.01, layer=None,
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     truncated = keras.Model(inputs, head(features), name=f"{model.name}_task")
     knees = {}
-    remaining = {op.name for op in graph_of(truncated)._operations}
+    remaining = {op.name for op in graph_operations(graph_of(truncated))}
     for name in curves:
         if name in remaining:
             knees[name] = curves[name].knee(threshold, min_filters)
@@ -290,15 +291,15 @@ def prune_for_task(model, curves, threshold=0.01, layer=None,
     small = compact(truncated, masks=masks)
     if refit is not None:
         refit_head(small, head_name, refit, task, batch_size)
-    original = {op.name for op in graph_of(model)._operations}
+    original = {op.name for op in graph_operations(graph_of(model))}
     removed_ops = [
-        op for op in graph_of(model)._operations
+        op for op in graph_operations(graph_of(model))
         if op.name not in remaining
         and not isinstance(op, keras.layers.InputLayer)
     ]
     removed_layers = [op.name for op in removed_ops]
     widths = {}
-    for op in graph_of(truncated)._operations:
+    for op in graph_operations(graph_of(truncated)):
         if op.name in original and _width(op) is not None and op.weights:
             widths[op.name] = (_width(op), _width(small.get_layer(op.name)))
     return TaskPruning(

@@ -5,6 +5,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_dynfilt import _keras_private
 from keras_dynfilt._validation import FLOAT32_MAX
 
 # Name of the attribute a layer sets on its variables to ask for a scaled
@@ -262,7 +263,7 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
             def update_step(gradient, variable, learning_rate):
                 # The inner optimizer's own index of `variable` (it also
                 # resolves the per-replica copies of distributed variables).
-                index = inner._get_variable_index(variable)
+                index = _keras_private.variable_index(inner, variable)
                 multiplier = self._variable_multipliers[index]
                 if multiplier != 1.0:
                     learning_rate = ops.multiply(learning_rate, multiplier)
@@ -274,7 +275,8 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        own = _keras_private.own_optimizer_variables(self)
+        return own + self.inner_optimizer.variables
 
     def apply(self, grads, trainable_variables=None):
         if not self.built:
@@ -289,7 +291,7 @@ class LearningRateMultiplier(keras.optimizers.Optimizer):
                 "To call `stateless_apply`, LearningRateMultiplier must be "
                 "built: call `optimizer.build(trainable_variables)` first."
             )
-        own = len(self._variables)
+        own = len(_keras_private.own_optimizer_variables(self))
         new_trainable, new_inner = self.inner_optimizer.stateless_apply(
             optimizer_variables[own:], grads, trainable_variables
         )

@@ -1,10 +1,6 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
-from keras_dynfilt.pruning import (
-    library_layers,  # noqa: F401 - registers rules
-    op_rules,  # noqa: F401 - registers rules
-    transformer_rules,  # noqa: F401 - registers rules
-)
+from keras_dynfilt.pruning import rules  # noqa: F401 - registers rules
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.cost import (
@@ -24,12 +20,16 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
+    Registration,
+    TensorSlots,
     WeightAxis,
     get_channel_rule,
+    get_layer_cost,
     register_channel_rule,
 )
+from keras_dynfilt.pruning.rules.context import RuleContext
 
 __all__ = [
     "ChannelGraph",
@@ -40,6 +40,9 @@ __all__ = [
     "FilterGroup",
     "FilterGroups",
     "HeldFixed",
+    "Registration",
+    "RuleContext",
+    "TensorSlots",
     "WeightAxis",
     "analyze",
     "apply_group_mask",
@@ -47,6 +50,7 @@ __all__ = [
     "filter_groups",
     "inference_latency",
     "get_channel_rule",
+    "get_layer_cost",
     "model_cost",
     "print_cost",
     "register_channel_rule",

@@ -6,6 +6,8 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dynfilt import _keras_private
+from keras_dynfilt._keras_private import graph_operations
 from keras_dynfilt._validation import check_bool, check_keep_mask
 from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.graph import (
@@ -131,7 +133,7 @@ def _plain_serialization(model):
         }
     else:
         wrapper = keras.Model(
-            model._inputs_struct, model._outputs_struct, name=model.name,
+            *_keras_private.graph_structures(model), name=model.name,
             trainable=model.trainable,
         )
         plain = keras.saving.serialize_keras_object(wrapper)
@@ -166,7 +168,7 @@ def _graph_entry(graph, model, entry, prefix, removed, initializers, report):
         reason = report.force_plain
         if reason is None and (
             not isinstance(layers, list)
-            or len(layers) != len(graph_of(model)._operations)
+            or len(layers) != len(graph_operations(graph_of(model)))
         ):
             keys = sorted(config) if isinstance(config, dict) else []
             reason = (
@@ -189,7 +191,7 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
     config = dict(config)
     # Config entries and graph operations line up by position (names may
     # change through get_config / from_config, or be missing from a config).
-    operations = graph_of(model)._operations
+    operations = graph_operations(graph_of(model))
     if len(config["layers"]) != len(operations):
         raise RuntimeError(
             f"The config of model {model.name!r} lists "
@@ -225,8 +227,8 @@ def _edit_config(graph, model, config, prefix, removed, initializers, report):
 
 
 def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
-    old_operations = graph_of(old_model)._operations
-    new_operations = graph_of(new_model)._operations
+    old_operations = graph_operations(graph_of(old_model))
+    new_operations = graph_operations(graph_of(new_model))
     if len(new_operations) != len(old_operations):
         raise ValueError(
             f"The rebuilt model {new_model.name!r} has {len(new_operations)} "

@@ -6,13 +6,13 @@ two for floating-point operations. Counted: convolutions (plain, grouped,
 depthwise, separable, transposed), dense layers, and normalisation layers
 (one multiply-add per element: the folded scale and shift). Layers that only
 compare, add or copy (activations, pooling, merges, MFM, padding, reshapes)
-count zero. This library's `FilterGenerator`, `NDDR`, `CrossStitch`,
-`DimensionReduction` and `WSoftmaxHead` register their formulas in
-`keras_dynfilt.pruning.library_layers`. A layer with weights but no
-registered formula is listed with
+count zero. Each formula is the `macs` of the layer's `ChannelRule`
+(`keras_dynfilt.pruning.rules`: the Keras layers, Keras ops, keras.applications'
+and this library's layers), or one given to `register_layer_cost`. A layer
+with weights but no formula is listed with
 `macs=None` and left out of the total (see `ModelCost.unknown`): `model_cost`
 warns, and `print_cost` marks the total incomplete and lists them; register a
-formula with `register_layer_cost`.
+formula with `register_layer_cost` (or give the layer's rule a `macs`).
 """
 
 import collections
@@ -22,8 +22,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt.layers.channel_padding import ChannelPadding
-from keras_dynfilt.layers.mfm import MFM
+from keras_dynfilt import _keras_private
 from keras_dynfilt.pruning.graph import (
     _variables,
     analyze,
@@ -32,8 +31,10 @@ from keras_dynfilt.pruning.graph import (
     path_name,
 )
 from keras_dynfilt.pruning.masking import zero_units
-
-L = keras.layers
+from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
+    get_layer_cost,
+    register_layer_cost,
+)
 
 LayerCost = collections.namedtuple(
     "LayerCost", ["name", "class_name", "output_shape", "params", "macs"]
@@ -42,96 +43,9 @@ LayerCost.__doc__ = """Cost of one layer call: `params` (counted at the first
 call of a shared layer only) and `macs` (multiply-adds for one sample, or
 `None` when no formula is known)."""
 
-_COSTS = {}
-
-
-def register_layer_cost(layer_cls, fn):
-    """Registers the multiply-add formula of a layer class.
-
-    Args:
-        layer_cls: The layer class (exact class match).
-        fn: `fn(layer, input_shapes, output_shapes) -> int`, the
-            multiply-adds of one call for one sample; shapes are tuples
-            with the batch axis first.
-    """
-    if not isinstance(layer_cls, type):
-        # A class name string would never match a layer's exact class.
-        raise TypeError(
-            "`layer_cls` must be a layer class (not its name). "
-            f"Received: layer_cls={layer_cls!r}"
-        )
-    if not callable(fn):
-        raise TypeError(
-            "`fn` must be a callable `fn(layer, input_shapes, output_shapes)"
-            f" -> int`. Received: fn={fn!r} of type {type(fn).__name__}"
-        )
-    _COSTS[layer_cls] = fn
-    return layer_cls
-
 
 def _prod(dims):
     return math.prod(int(d) for d in dims)
-
-
-# The formulas read channel counts from the shapes (not from `filters` or
-# `units`), so that they also price the compacted widths (`compacted=True`).
-def _conv(layer, ins, outs):
-    groups = getattr(layer, "groups", 1)
-    per_group = layer.kernel.shape[-2]
-    if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
-        per_group = ins[0][-1] // groups
-    return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
-
-
-def _conv_transpose(layer, ins, outs):
-    return (
-        _prod(ins[0][1:-1])
-        * ins[0][-1]
-        * _prod(layer.kernel_size)
-        * outs[0][-1]
-    )
-
-
-def _depthwise(layer, ins, outs):
-    return _prod(outs[0][1:]) * _prod(layer.kernel_size)
-
-
-def _separable(layer, ins, outs):
-    spatial = _prod(outs[0][1:-1])
-    mid = ins[0][-1] * layer.depth_multiplier
-    return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
-
-
-def _dense(layer, ins, outs):
-    return _prod(ins[0][1:]) * outs[0][-1]
-
-
-def _per_element(layer, ins, outs):
-    return _prod(outs[0][1:])
-
-
-def _free(layer, ins, outs):
-    return 0
-
-
-def _register_builtin_costs():
-    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
-        register_layer_cost(cls, _conv)
-    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
-        register_layer_cost(cls, _conv_transpose)
-    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
-        register_layer_cost(cls, _depthwise)
-    for cls in (L.SeparableConv1D, L.SeparableConv2D):
-        register_layer_cost(cls, _separable)
-    register_layer_cost(L.Dense, _dense)
-    for cls in (L.BatchNormalization, L.LayerNormalization,
-                L.GroupNormalization):
-        register_layer_cost(cls, _per_element)
-    for cls in (L.PReLU, L.Embedding, MFM, ChannelPadding):
-        register_layer_cost(cls, _free)
-
-
-_register_builtin_costs()
 
 
 class ModelCost:
@@ -234,58 +148,56 @@ def _compacted_params(layer, record, keep_of):
 def _walk(model, input_specs, prefix, seen, found, pruned=None):
     graph = graph_of(model)
     values = {id(x): spec for x, spec in zip(graph.inputs, input_specs)}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if node.is_input or node.operation is None:
-                continue
-            op = node.operation
-            path = prefix + (op.name,)
-            if is_graph_model(op):
-                ins = [values[id(t)] for t in node.input_tensors]
-                outs = _walk(op, ins, path, seen, found, pruned)
+    for node in _keras_private.graph_nodes(graph):
+        op = node.operation
+        path = prefix + (op.name,)
+        if is_graph_model(op):
+            ins = [values[id(t)] for t in node.input_tensors]
+            outs = _walk(op, ins, path, seen, found, pruned)
+        else:
+            args, kwargs = node.arguments.fill_in(values)
+            spec = op.compute_output_spec(*args, **kwargs)
+            outs = keras.tree.flatten(spec)
+            in_shapes = [tuple(values[id(t)].shape)
+                         for t in node.input_tensors]
+            out_shapes = [tuple(o.shape) for o in outs]
+            # Keras ops applied to tensors are operations, not layers.
+            weights = _variables(op)
+            params = sum(_prod(v.shape) for v in weights.values())
+            record = None if pruned is None else pruned[0].records.get(
+                path_name(path)
+            )
+            if record is not None:
+                channels, removed = pruned
+                keep_in = [channels.keep_of(x, removed)
+                           for x in record.in_slots]
+                keep_out = [channels.keep_of(x, removed)
+                            for x in record.out_slots]
+                in_shapes = _with_channels(in_shapes, keep_in)
+                out_shapes = _with_channels(out_shapes, keep_out)
+                if record.rule is not None and weights:
+                    params = _compacted_params(
+                        op, record,
+                        lambda slots: channels.keep_of(slots, removed),
+                    )
+            shown = [(None,) + s[1:] for s in out_shapes]
+            fn = get_layer_cost(op)
+            macs = None if fn is None else fn(op, in_shapes, out_shapes)
+            if macs is not None:
+                macs = int(macs)
+            elif weights:
+                macs = None
             else:
-                args, kwargs = node.arguments.fill_in(values)
-                spec = op.compute_output_spec(*args, **kwargs)
-                outs = keras.tree.flatten(spec)
-                in_shapes = [tuple(values[id(t)].shape)
-                             for t in node.input_tensors]
-                out_shapes = [tuple(o.shape) for o in outs]
-                # Keras ops applied to tensors are operations, not layers.
-                weights = _variables(op)
-                params = sum(_prod(v.shape) for v in weights.values())
-                record = None if pruned is None else pruned[0].records.get(
-                    path_name(path)
-                )
-                if record is not None:
-                    channels, removed = pruned
-                    keep_in = [channels.keep_of(x, removed)
-                               for x in record.in_slots]
-                    keep_out = [channels.keep_of(x, removed)
-                                for x in record.out_slots]
-                    in_shapes = _with_channels(in_shapes, keep_in)
-                    out_shapes = _with_channels(out_shapes, keep_out)
-                    if record.rule is not None and weights:
-                        params = _compacted_params(
-                            op, record,
-                            lambda slots: channels.keep_of(slots, removed),
-                        )
-                shown = [(None,) + s[1:] for s in out_shapes]
-                fn = _COSTS.get(type(op))
-                if fn is not None:
-                    macs = int(fn(op, in_shapes, out_shapes))
-                elif weights:
-                    macs = None
-                else:
-                    macs = 0
-                params = 0 if id(op) in seen else params
-                seen.add(id(op))
-                found.append(LayerCost(
-                    path_name(path), type(op).__name__,
-                    shown[0] if len(shown) == 1 else shown,
-                    params, macs,
-                ))
-            for tensor, spec in zip(node.output_tensors, outs):
-                values[id(tensor)] = spec
+                macs = 0
+            params = 0 if id(op) in seen else params
+            seen.add(id(op))
+            found.append(LayerCost(
+                path_name(path), type(op).__name__,
+                shown[0] if len(shown) == 1 else shown,
+                params, macs,
+            ))
+        for tensor, spec in zip(node.output_tensors, outs):
+            values[id(tensor)] = spec
     return [values[id(t)] for t in graph.outputs]
 
 

@@ -1,15 +1,17 @@
 """Graph analysis: which filters of a model must be pruned together.
 
 Every channel position of every tensor carries a slot; the layers' channel
-rules (`keras_dynfilt.pruning.registry`) create, forward and couple slots.
+rules (`keras_dynfilt.pruning.rules`) create, forward and couple slots
+through the `RuleContext` that `ChannelGraph` implements.
 A union-find over the slots gives the *units*: sets of producer filters (and
 the channels they flow into) that are removed as one. Units whose set of
 producer layers is the same form a `FilterGroup`, the object a pruning
 criterion works on.
 
 This module reads the functional graph through Keras's node structures
-(`Functional._nodes_by_depth`, `Node.input_tensors`), as Keras's own
-`clone_model` does; they are private API, used here only.
+(`Node.input_tensors`, and the private ones through
+`keras_dynfilt._keras_private.graph_nodes`), as Keras's own `clone_model`
+does.
 """
 
 import collections
@@ -18,14 +20,16 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dynfilt import _keras_private
 from keras_dynfilt._keras_private import Functional
 from keras_dynfilt._validation import check_bool
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
-from keras_dynfilt.pruning.registry import (  # noqa: F401 - re-exported
+from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
     TensorSlots,
     _variables,
     get_channel_rule,
 )
+from keras_dynfilt.pruning.rules.context import RuleContext
 
 Barrier = collections.namedtuple("Barrier", ["layer", "class_name", "reason"])
 Barrier.__doc__ = """A layer the engine could not reason about (or that forbids
@@ -74,12 +78,13 @@ def graph_of(model):
     """The `Functional` graph of a functional or built Sequential model."""
     base = _graph_base(model)
     if base is keras.Sequential:
-        if model._functional is None:
+        functional = _keras_private.sequential_graph(model)
+        if functional is None:
             raise ValueError(
                 "The Sequential model must be built (start it with "
                 f"`keras.Input`, or call `build`). Received: model={model.name}"
             )
-        return model._functional
+        return functional
     if base is Functional:
         return model
     kind = type(model).__name__
@@ -240,12 +245,13 @@ class FilterGroups(list):
         return "\n".join(lines)
 
 
-class ChannelGraph:
+class ChannelGraph(RuleContext):
     """The channel slots of a model and how they are coupled.
 
     Build it with `analyze(model)`. `groups` are the prunable filter groups,
     `barriers` the layers it could not reason about, `fixed` the reasons
     why coupled channels cannot be pruned (model outputs, barriers, ...).
+    While it walks the model it is the `RuleContext` of every rule.
     """
 
     def __init__(self, model, exact=True):
@@ -262,7 +268,7 @@ class ChannelGraph:
         # (`require_zero`); an elementwise op only passes the value on.
         self._live = {}
         self._nonfinite = set()
-        self._neg_inf_pads = {}  # slot -> (spatial pads, live before)
+        self._notes = collections.defaultdict(dict)  # key -> {slot: value}
         self._tags = {}
         self.node = None
         self.barriers = []
@@ -335,6 +341,28 @@ class ChannelGraph:
                 if not finite or int(old) in self._nonfinite:
                     self._nonfinite.add(int(x))
         return new
+
+    def reset_live(self, slots, live):
+        """New slots coupled to `slots`, live only where `live[c]`."""
+        slots = np.asarray(slots)
+        new = self._new(len(slots))
+        self.couple(new, slots)
+        where = f"{path_name(self._path)}: live before"
+        for x, old, flag in zip(new, slots, live):
+            if flag:
+                self._live[int(x)] = self._live.get(int(old), where)
+        return new
+
+    def annotate(self, slots, key, values):
+        """Attaches `values[i]` to `slots[i]` under `key`."""
+        notes = self._notes[key]
+        for x, value in zip(slots, values):
+            notes[int(x)] = value
+
+    def annotations(self, slots, key):
+        """The values attached to `slots` under `key` (`None`: none)."""
+        notes = self._notes.get(key, {})
+        return [notes.get(int(x)) for x in slots]
 
     def separate(self, parts):
         """Keeps the units of each slot array in `parts` in groups of their
@@ -410,24 +438,21 @@ class ChannelGraph:
         for tensor, slots in zip(graph.inputs, in_slots):
             values[id(tensor)] = slots
             if prefix:
-                layer = tensor._keras_history.operation
+                layer = _keras_private.producing_operation(tensor)
                 self._record(
                     prefix + (layer.name,), layer, get_channel_rule(layer),
                     [slots], [slots],
                 )
-        for depth in sorted(graph._nodes_by_depth, reverse=True):
-            for node in graph._nodes_by_depth[depth]:
-                if node.is_input or node.operation is None:
-                    continue
-                op = node.operation
-                path = prefix + (op.name,)
-                ins = [values.get(id(t)) for t in node.input_tensors]
-                if is_graph_model(op):
-                    outs = self._walk(op, ins, path)
-                else:
-                    outs = self._call(op, path, node, ins)
-                for tensor, slots in zip(node.output_tensors, outs):
-                    values[id(tensor)] = slots
+        for node in _keras_private.graph_nodes(graph):
+            op = node.operation
+            path = prefix + (op.name,)
+            ins = [values.get(id(t)) for t in node.input_tensors]
+            if is_graph_model(op):
+                outs = self._walk(op, ins, path)
+            else:
+                outs = self._call(op, path, node, ins)
+            for tensor, slots in zip(node.output_tensors, outs):
+                values[id(tensor)] = slots
         return [values.get(id(t)) for t in graph.outputs]
 
     def _call(self, layer, path, node, ins):

@@ -17,6 +17,7 @@ import functools
 import keras
 import tensorflow as tf
 
+from keras_dynfilt import _keras_private
 from keras_dynfilt._keras_private import unscale_loss_for_distribution
 
 
@@ -26,11 +27,12 @@ def _multi_replica():
 
 def _loss_and_gradients(model, x, y, sample_weight):
     with tf.GradientTape() as tape:
-        if model._call_has_training_arg:
+        if _keras_private.call_has_training_arg(model):
             y_pred = model(x, training=True)
         else:
             y_pred = model(x)
-        loss = model._compute_loss(
+        loss = _keras_private.compute_loss(
+            model,
             x=x,
             y=y,
             y_pred=y_pred,
@@ -64,7 +66,7 @@ def replica_jit_train_step(model, data):
     """Keras's default `train_step` with the replica-local part under XLA."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     loss, y_pred, gradients = replica_jit_gradients(model, x, y, sample_weight)
-    model._loss_tracker.update_state(
+    _keras_private.loss_tracker(model).update_state(
         unscale_loss_for_distribution(loss),
         sample_weight=tf.shape(
             next(i for i in keras.tree.flatten(x) if i is not None)
@@ -103,7 +105,7 @@ def local_symbolic_build(model, iterator=None, data_batch=None):
             )
             break
     with strategy.scope():
-        model._symbolic_build(data_batch=data_batch)
+        _keras_private.symbolic_build(model, data_batch)
 
 
 def vectorize_logs(logs):
@@ -149,8 +151,11 @@ def compile_replica_jit(model, *args, jit_compile="auto", **kwargs):
         return model
     multi_worker = _is_multi_worker(tf.distribute.get_strategy())
     if multi_worker:
-        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: (
-            local_symbolic_build(model, iterator, data_batch)
+        _keras_private.set_symbolic_build(
+            model,
+            lambda iterator=None, data_batch=None: local_symbolic_build(
+                model, iterator, data_batch
+            ),
         )
         test_step = model.test_step
         model.test_step = lambda data: vectorize_logs(test_step(data))
@@ -255,10 +260,11 @@ class ReplicaJitMixin:
         return logs
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None or not _is_multi_worker(
-            self._distribute_strategy
-        ):
-            return super()._maybe_symbolic_build(iterator, data_batch)
+        strategy = _keras_private.explicit_distribute_strategy(self)
+        if strategy is None or not _is_multi_worker(strategy):
+            return _keras_private.base_symbolic_build(
+                ReplicaJitMixin, self, iterator, data_batch
+            )
         return local_symbolic_build(self, iterator, data_batch)
 
 

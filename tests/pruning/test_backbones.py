@@ -6,6 +6,7 @@ a network with an opaque custom block: the engine walks what has a graph,
 compacts by graph position, and says what it could not price.
 """
 
+import contextlib
 import math
 import warnings
 
@@ -188,9 +189,17 @@ def _conv_macs(layer, ins, outs):
     return math.prod(outs[0][1:]) * math.prod(layer.kernel_size) * ins[0][-1]
 
 
-for _cls in (RenamingConv, NamelessConv):
-    register_channel_rule(_cls, get_channel_rule(L.Conv2D(1, 1)))
-    register_layer_cost(_cls, _conv_macs)
+@pytest.fixture(autouse=True, scope="module")
+def _conv_subclass_rules():
+    """The Conv2D subclasses get Conv2D's rule and a cost formula for this
+    module's tests only (scoped registration, undone on exit)."""
+    with contextlib.ExitStack() as stack:
+        for cls in (RenamingConv, NamelessConv):
+            stack.enter_context(
+                register_channel_rule(cls, get_channel_rule(L.Conv2D(1, 1)))
+            )
+            stack.enter_context(register_layer_cost(cls, _conv_macs))
+        yield
 
 
 def _classifier(backbone, name="classifier"):

@@ -13,6 +13,7 @@ from keras_dynfilt.pruning import (
     filter_groups,
     model_cost,
 )
+from keras_dynfilt.pruning.rules.transformers import MultiHeadAttentionRule
 
 L = keras.layers
 
@@ -138,20 +139,12 @@ def test_key_dims_keep_the_logit_scale():
 
 
 def test_heads_only_without_head_dims():
-    rule = keras_dynfilt.pruning.transformer_rules.MultiHeadAttentionRule(
-        head_dims=False
-    )
+    rule = MultiHeadAttentionRule(head_dims=False)
     model = self_attention_model()
-    from keras_dynfilt.pruning.registry import get_channel_rule
-
-    previous = get_channel_rule(model.get_layer("mha"))
-    keras_dynfilt.pruning.register_channel_rule(L.MultiHeadAttention, rule)
-    try:
+    with keras_dynfilt.pruning.register_channel_rule(
+        L.MultiHeadAttention, rule, replace=True
+    ):
         groups = filter_groups(model, warn=False)
-    finally:
-        keras_dynfilt.pruning.register_channel_rule(
-            L.MultiHeadAttention, previous
-        )
     kinds = attention_groups(groups, model.get_layer("mha"))
     assert set(kinds) == {"heads", "outputs"}
 

@@ -1,5 +1,7 @@
-"""Channel rules of transformer layers: attention heads, head dimensions,
-EinsumDense projections, and normalisations over channels (inexact mode).
+"""Channel rules and costs of transformer layers: attention heads, head
+dimensions, EinsumDense projections, normalisations over channels (exact,
+or inexact in the explicit inexact mode), and this library's token layers
+(`ClassToken`, `PositionEmbedding`).
 
 `MultiHeadAttention` creates, besides its output channels, three kinds of
 *internal* units that no tensor carries: whole heads, value dimensions and
@@ -33,12 +35,13 @@ import numpy as np
 
 from keras_dynfilt.layers.class_token import ClassToken
 from keras_dynfilt.layers.position_embedding import PositionEmbedding
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
     WeightAxis,
     _variables,
+    register_channel_rule,
 )
-from keras_dynfilt.pruning.rules import (
+from keras_dynfilt.pruning.rules.keras_layers import (
     NormalizationOverChannelsRule,
     PassThrough,
     _check_activation,
@@ -442,7 +445,7 @@ class NormalizationRule(NormalizationOverChannelsRule):
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(output_shapes[0])
         _OVER_CHANNELS[layer] = self._over_channels(layer, rank)
-        if getattr(ctx, "exact", True) or not _OVER_CHANNELS[layer]:
+        if ctx.exact or not _OVER_CHANNELS[layer]:
             return super().propagate(ctx, layer, inputs, output_shapes)
         slots = inputs[0].slots
         if len(inputs) != 1 or output_shapes[0][-1] != len(slots):
@@ -487,31 +490,15 @@ class ChannelWeightRule(PassThrough):
         return 0  # a copy or an addition
 
 
-def layer_norm_macs(layer, input_shapes, output_shapes):
-    """One multiply-add per element (the folded scale and shift)."""
-    return _prod(output_shapes[0][1:])
-
-
 def _register():
-    from keras_dynfilt.pruning import cost
-    from keras_dynfilt.pruning.registry import register_channel_rule
-
-    mha = MultiHeadAttentionRule()
-    register_channel_rule(L.MultiHeadAttention, mha)
-    cost.register_layer_cost(L.MultiHeadAttention, mha.macs)
-    einsum = EinsumDenseRule()
-    register_channel_rule(L.EinsumDense, einsum)
-    cost.register_layer_cost(L.EinsumDense, einsum.macs)
-    for cls, weight in ((ClassToken, "token"),
-                        (PositionEmbedding, "embedding")):
-        rule = ChannelWeightRule(weight)
-        register_channel_rule(cls, rule)
-        cost.register_layer_cost(cls, rule.macs)
+    register_channel_rule(L.MultiHeadAttention, MultiHeadAttentionRule())
+    register_channel_rule(L.EinsumDense, EinsumDenseRule())
+    register_channel_rule(ClassToken, ChannelWeightRule("token"))
+    register_channel_rule(PositionEmbedding, ChannelWeightRule("embedding"))
     norm = NormalizationRule()
     register_channel_rule(L.LayerNormalization, norm)
     if hasattr(L, "RMSNormalization"):
         register_channel_rule(L.RMSNormalization, norm)
-        cost.register_layer_cost(L.RMSNormalization, layer_norm_macs)
 
 
 _register()

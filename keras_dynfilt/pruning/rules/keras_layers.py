@@ -1,30 +1,37 @@
-"""Channel rules of the Keras layers and of this library's layers.
+"""Channel rules and cost formulas of the Keras layers (`keras.layers`).
 
 Each rule is registered for an exact layer class (see
-`keras_dynfilt.pruning.registry`). Layers of this library register here,
-next to the Keras ones, so that `keras_dynfilt.layers` never imports the
-pruning package. The fusion, generation and head layers (`NDDR`,
-`CrossStitch`, `FilterGenerator`, `DimensionReduction`, `WSoftmaxHead`)
-register theirs, with their cost formulas, in
-`keras_dynfilt.pruning.library_layers`.
+`keras_dynfilt.pruning.rules.base`); its `macs` is the layer's cost.
+FLOPs are counted as multiply-adds: convolutions (plain, grouped,
+depthwise, separable, transposed), dense layers and normalisation layers
+(one multiply-add per element: the folded scale and shift); layers that
+only compare, add or copy count zero.
 """
 
+import math
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_dynfilt.layers.channel_padding import ChannelPadding
-from keras_dynfilt.layers.mfm import MFM
-from keras_dynfilt.pruning.registry import (
+from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
     WeightAxis,
-    _variables,
     register_channel_rule,
+    register_layer_cost,
 )
 
 L = keras.layers
+
+
+def _prod(dims):
+    return math.prod(int(d) for d in dims)
+
+
+def per_element_macs(layer, ins, outs):
+    """One multiply-add per output element (a folded scale and shift)."""
+    return _prod(outs[0][1:])
 
 
 def _last_axis(axis, rank):
@@ -104,6 +111,10 @@ class PassThrough(ChannelRule):
 
     elementwise = True
 
+    def __init__(self, pointwise=None):
+        if pointwise is not None:
+            self.pointwise = pointwise
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         if len(inputs) != 1 or len(output_shapes) != 1:
             return ctx.barrier(layer, inputs, output_shapes, "several inputs")
@@ -119,6 +130,10 @@ class PassThrough(ChannelRule):
 
 
 class ActivationRule(PassThrough):
+    def is_pointwise(self, layer):
+        name = getattr(layer.activation, "__name__", "")
+        return name not in ("softmax", "log_softmax")
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
         if outputs[0] is not inputs[0].slots:
@@ -127,6 +142,11 @@ class ActivationRule(PassThrough):
 
 
 class PReLURule(PassThrough):
+    pointwise = True
+
+    def macs(self, layer, ins, outs):
+        return 0
+
     def weights(self, layer, in_slots, out_slots):
         alpha_shape = tuple(layer.alpha.shape)
         if alpha_shape[-1] == len(in_slots[0]) and len(in_slots[0]) > 1:
@@ -160,6 +180,11 @@ class BatchNormalizationRule(PassThrough):
     mean 0), so a zero channel stays zero.
     """
 
+    pointwise = True
+
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         rank = len(output_shapes[0])
         if not _last_axis(layer.axis, rank):
@@ -191,6 +216,9 @@ class NormalizationOverChannelsRule(PassThrough):
     other axes only is a plain pass-through.
     """
 
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
+
     def propagate(self, ctx, layer, inputs, output_shapes):
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
         rank = len(output_shapes[0])
@@ -219,6 +247,8 @@ class ProducerRule(ChannelRule):
     """
 
     elementwise = True
+
+    is_producer = True
 
     def __init__(self, count="filters", transpose=False):
         self.count = count
@@ -283,6 +313,21 @@ class ProducerRule(ChannelRule):
             config["groups"] = int(keep_in[0].sum())
         return config
 
+    def macs(self, layer, ins, outs):
+        # Channel counts from the shapes: they also price compacted widths.
+        if self.transpose:
+            return (
+                _prod(ins[0][1:-1]) * ins[0][-1] * _prod(layer.kernel_size)
+                * outs[0][-1]
+            )
+        if self.count == "units":  # Dense
+            return _prod(ins[0][1:]) * outs[0][-1]
+        groups = getattr(layer, "groups", 1)
+        per_group = layer.kernel.shape[-2]
+        if groups == 1 or per_group != 1:  # per_group == 1: depthwise-style
+            per_group = ins[0][-1] // groups
+        return _prod(outs[0][1:]) * _prod(layer.kernel_size) * per_group
+
     def filter_kernel(self, layer):
         channels_in = layer.kernel.shape[self.in_axis]
         if getattr(layer, "groups", 1) > 1 and channels_in == 1:
@@ -305,6 +350,9 @@ class DepthwiseRule(ChannelRule):
         out = ctx.with_live(out, False)
         return _check_activation(ctx, layer, inputs, output_shapes, out)
 
+    def macs(self, layer, ins, outs):
+        return _prod(outs[0][1:]) * _prod(layer.kernel_size)
+
     def weights(self, layer, in_slots, out_slots):
         found = {"kernel": [WeightAxis(-2, in_slots[0], True)]}
         if layer.use_bias:
@@ -320,6 +368,11 @@ class SeparableRule(ProducerRule):
 
     def _mode(self, layer, channels_in):
         return "dense"
+
+    def macs(self, layer, ins, outs):
+        spatial = _prod(outs[0][1:-1])
+        mid = ins[0][-1] * layer.depth_multiplier
+        return spatial * mid * (_prod(layer.kernel_size) + outs[0][-1])
 
     def weights(self, layer, in_slots, out_slots):
         slots_in, out = in_slots[0], out_slots[0]
@@ -348,6 +401,9 @@ class EmbeddingRule(ChannelRule):
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         return [ctx.new_filters(layer, layer.output_dim)]
+
+    def macs(self, layer, ins, outs):
+        return 0  # a lookup
 
     def weights(self, layer, in_slots, out_slots):
         return {"embeddings": [WeightAxis(1, out_slots[0], True)]}
@@ -477,48 +533,6 @@ class InputLayerRule(ChannelRule):
         return {**config, "batch_shape": tuple(shape)}
 
 
-class MFMRule(ChannelRule):
-    """MFM: output channel `k` couples input channels `k` and `k + N/2`."""
-
-    elementwise = True
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        slots = inputs[0].slots
-        if not _last_axis(layer.axis, len(inputs[0].shape)):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "MFM over a non-last axis"
-            )
-        half = len(slots) // 2
-        ctx.couple(slots[half:], slots[:half])
-        live = ctx.is_live(slots[:half]) | ctx.is_live(slots[half:])
-        return [ctx.with_live(slots[:half], live)]
-
-
-class ChannelPaddingRule(ChannelRule):
-    """ChannelPadding: the padded channels are constant zeros."""
-
-    elementwise = True
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        before, after = layer.padding
-        return [
-            np.concatenate(
-                [ctx.new_zeros(before), inputs[0].slots, ctx.new_zeros(after)]
-            )
-        ]
-
-    def compact_config(self, layer, config, keep_in, keep_out):
-        before, after = layer.padding
-        keep = keep_out[0]
-        return {
-            **config,
-            "padding": (
-                int(keep[:before].sum()),
-                int(keep[len(keep) - after :].sum()),
-            ),
-        }
-
-
 def _per_channel(value, width):
     """`value` as a NumPy array when it holds one entry per channel."""
     array = np.asarray(value, "float64")
@@ -564,54 +578,6 @@ class RescalingRule(PassThrough):
         return config
 
 
-class ChannelScaleRule(PassThrough):
-    """A layer multiplying channel `c` by its own weight (ConvNeXt's
-    `LayerScale`): zero stays zero; the weight is sliced with the channel
-    and the width argument (`width_key`) follows the kept channels."""
-
-    def __init__(self, weight, width_key):
-        self.weight = weight
-        self.width_key = width_key
-
-    def _key(self, layer):
-        variable = getattr(layer, self.weight)
-        return next(k for k, v in _variables(layer).items() if v is variable)
-
-    def weights(self, layer, in_slots, out_slots):
-        return {self._key(layer): [WeightAxis(0, in_slots[0], False)]}
-
-    def compact_config(self, layer, config, keep_in, keep_out):
-        return {**config, self.width_key: int(keep_in[0].sum())}
-
-
-class ScaledSumRule(MergeRule):
-    """InceptionResNetV2's `CustomScaleLayer`: `x + scale * r`, a merge."""
-
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        width = output_shapes[0][-1]
-        if len(inputs) != 2 or any(t.shape[-1] != width for t in inputs):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "inputs of other widths"
-            )
-        return super().propagate(ctx, layer, inputs, output_shapes)
-
-
-def _register_application_layers():
-    """Layers that keras.applications models define for themselves."""
-    try:
-        from keras.src.applications import convnext, inception_resnet_v2
-    except ImportError:  # pragma: no cover - a Keras without them
-        return
-    register_channel_rule(
-        convnext.LayerScale, ChannelScaleRule("gamma", "projection_dim")
-    )
-    # (x / keep_prob) * random per sample: zero stays zero.
-    register_channel_rule(convnext.StochasticDepth, PassThrough())
-    register_channel_rule(
-        inception_resnet_v2.CustomScaleLayer, ScaledSumRule()
-    )
-
-
 class UnitNormalizationRule(PassThrough):
     """UnitNormalization: a zero channel leaves the norm unchanged; one that
     stays non-zero when removed would change it."""
@@ -621,14 +587,47 @@ class UnitNormalizationRule(PassThrough):
         return super().propagate(ctx, layer, inputs, output_shapes)
 
 
-def _register_builtin_rules():
+class MaxPoolingRule(PassThrough):
+    """MaxPooling: a pass-through; after a `-inf` spatial padding that
+    every pooling window overlaps by less than its size, the channels are
+    zero when removed again (max(0, -inf) = 0).
+
+    `keras.ops.pad` with `-inf` (`keras_ops.PadOpRule`) leaves the note
+    `NEG_INF_PADS` on its output slots: the spatial pads, and whether the
+    channel was live before the padding.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        slots = inputs[0].slots
+        if outputs[0] is not slots or layer.padding != "valid":
+            return outputs
+        found = ctx.annotations(slots, NEG_INF_PADS)
+        if not slots.size or any(f is None for f in found):
+            return outputs
+        pool = tuple(layer.pool_size)
+        if not all(
+            len(pads) == len(pool) and all(
+                max(p) < k for p, k in zip(pads, pool)
+            )
+            for pads, _ in found
+        ):
+            return outputs
+        # Non-zero before the padding: still non-zero.
+        return [ctx.reset_live(slots, [live for _, live in found])]
+
+
+#: The `RuleContext.annotate` key of a `-inf` spatial padding.
+NEG_INF_PADS = "neg_inf_pads"
+
+
+def _register():
     pass_through = PassThrough()
     for name in [
-        "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D",
+        "Dropout", "SpatialDropout1D",
         "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
         "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-        "Identity", "UnitNormalization",
-        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+        "Identity",
         "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
         "GlobalAveragePooling1D", "GlobalAveragePooling2D",
         "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
@@ -638,13 +637,22 @@ def _register_builtin_rules():
     ]:
         if hasattr(L, name):
             register_channel_rule(getattr(L, name), pass_through)
+    # Activation layers that keep 0 at 0, read after a producer by
+    # cross-task probes (pointwise).
+    activations = PassThrough(pointwise=True)
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU):
+        register_channel_rule(cls, activations)
+    max_pooling = MaxPoolingRule()
+    for cls in (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D):
+        register_channel_rule(cls, max_pooling)
     register_channel_rule(L.UnitNormalization, UnitNormalizationRule())
     register_channel_rule(L.Activation, ActivationRule())
     register_channel_rule(L.PReLU, PReLURule())
     register_channel_rule(L.Softmax, SoftmaxRule())
     register_channel_rule(L.BatchNormalization, BatchNormalizationRule())
-    for cls in (L.LayerNormalization, L.GroupNormalization):
-        register_channel_rule(cls, NormalizationOverChannelsRule())
+    # LayerNormalization and RMSNormalization (exact or inexact mode):
+    # `transformers`.
+    register_channel_rule(L.GroupNormalization, NormalizationOverChannelsRule())
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         register_channel_rule(cls, ProducerRule("filters"))
     for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
@@ -664,9 +672,9 @@ def _register_builtin_rules():
     register_channel_rule(L.Flatten, FlattenRule())
     register_channel_rule(L.Reshape, ReshapeRule())
     register_channel_rule(L.InputLayer, InputLayerRule())
-    register_channel_rule(MFM, MFMRule())
-    register_channel_rule(ChannelPadding, ChannelPaddingRule())
+    # No channel rule (a barrier), but priced: a preprocessing layer
+    # (x - mean) / sqrt(var), one per element.
+    register_layer_cost(L.Normalization, per_element_macs)
 
 
-_register_builtin_rules()
-_register_application_layers()
+_register()
