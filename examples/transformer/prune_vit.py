@@ -44,6 +44,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--stage", choices=("base", "prune"), required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dataset", default="fashion_mnist",
+        help="any name `keras_dynfilt.training.load_image_data` takes "
+        "('digits': scikit-learn's 8x8 digits, for smoke runs)",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -69,7 +74,7 @@ def parse_args(argv=None):
 
 def load_data(args):
     data = training.load_image_data(
-        "fashion_mnist",
+        args.dataset,
         args.batch_size,
         seed=args.seed,
         limit_train=args.limit_train,

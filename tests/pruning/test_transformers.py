@@ -421,3 +421,27 @@ def test_vit_float64_heads_exact():
     small = compact(model)
     assert small.get_layer("block1_attention").num_heads == 1
     check_equal(model, small, x, "float64")
+
+
+def test_cnn_attention_hybrid():
+    """Convolutions, then attention over the feature map's positions: the
+    convolution's filters and the attention's output channels are one
+    stream (no normalisation), prunable in the exact mode."""
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    tokens = L.Reshape((16, 8), name="tokens")(x)
+    y = L.MultiHeadAttention(2, key_dim=4, name="mha")(tokens, tokens)
+    x = L.Add(name="add")([tokens, y])
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    model = randomize(keras.Model(inputs, L.Dense(3, name="head")(x)))
+    data = np.random.default_rng(12).random((2, 4, 4, 3)).astype("float32")
+    groups = filter_groups(model, warn=False)
+    stream = next(g for g in groups if "conv" in g.layers)
+    assert "mha" in stream.layers
+    drop(stream, [1, 6])
+    kinds = attention_groups(groups, model.get_layer("mha"))
+    drop(kinds["heads"], [0])
+    small = compact(model)
+    assert small.get_layer("conv").filters == 6
+    assert small.get_layer("mha").num_heads == 1
+    check_equal(model, small, data, "float32")
