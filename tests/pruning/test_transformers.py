@@ -445,3 +445,32 @@ def test_cnn_attention_hybrid():
     assert small.get_layer("conv").filters == 6
     assert small.get_layer("mha").num_heads == 1
     check_equal(model, small, data, "float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_grouped_query_attention(dtype):
+    """A key/value head and the query heads sharing it are one unit."""
+    inputs = keras.Input((5, 6), dtype=dtype)
+    x = L.Dense(8, name="embed", dtype=dtype)(inputs)
+    y = L.GroupQueryAttention(
+        head_dim=4, num_query_heads=6, num_key_value_heads=3, name="gqa",
+        dtype=dtype,
+    )(x, x)
+    x = L.Add(name="add")([x, y])
+    outputs = L.Dense(2, name="head", dtype=dtype)(x)
+    model = randomize(keras.Model(inputs, outputs))
+    data = np.random.default_rng(13).normal(size=(2, 5, 6)).astype(dtype)
+    groups = filter_groups(model, warn=False)
+    mine = [g for g in groups if g.layers == ("gqa",)]
+    kv, dims = mine
+    assert (kv.size, dims.size) == (3, 4)
+    stream = next(g for g in groups if "embed" in g.layers)
+    assert "gqa" in stream.layers  # output channels follow the query's
+    drop(kv, [1])
+    drop(dims, [0, 3])
+    drop(stream, [2])
+    small = compact(model)
+    config = small.get_layer("gqa").get_config()
+    assert (config["num_key_value_heads"], config["num_query_heads"],
+            config["head_dim"]) == (2, 4, 2)
+    check_equal(model, small, data, dtype)

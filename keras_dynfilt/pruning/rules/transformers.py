@@ -33,6 +33,7 @@ import weakref
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_bool
 from keras_dynfilt.layers.class_token import ClassToken
 from keras_dynfilt.layers.position_embedding import PositionEmbedding
 from keras_dynfilt.pruning.rules.base import (
@@ -108,7 +109,7 @@ class MultiHeadAttentionRule(ChannelRule):
     needs_input_slots = False
 
     def __init__(self, head_dims=True):
-        self.head_dims = head_dims
+        self.head_dims = check_bool(head_dims, "head_dims")
 
     @staticmethod
     def _sizes(layer):
@@ -158,8 +159,7 @@ class MultiHeadAttentionRule(ChannelRule):
         return outputs + [head_slots, value_slots, key_slots, q_in, v_in, k_in]
 
     def _internal(self, layer, slots):
-        n = 2 if len(slots) == 8 else 1
-        return slots[n:]
+        return slots[-6:]  # what `propagate` puts after the outputs
 
     def weights(self, layer, in_slots, out_slots):
         out = out_slots[0]
@@ -314,6 +314,132 @@ class MultiHeadAttentionRule(ChannelRule):
         total += t_q * heads * value_dim * out_width
         if "gate/kernel" in _variables(layer):
             total += t_q * q_shape[-1] * heads * value_dim
+        return total
+
+
+class GroupedQueryAttentionRule(MultiHeadAttentionRule):
+    """`keras.layers.GroupQueryAttention`: a key/value head and the
+    `num_query_heads // num_key_value_heads` query heads that share it are
+    one unit; head dimension `j` (of queries, keys and values: they share
+    `head_dim`) is another, with the logit scale kept as for
+    `MultiHeadAttention`. The layer's output has the query's width (it has
+    no `output_shape`), so output channel `c` is coupled to query channel
+    `c`. Compaction reduces `num_key_value_heads`, `num_query_heads` (by
+    the same factor) and `head_dim`.
+    """
+
+    @staticmethod
+    def _gqa_sizes(layer):
+        variables = _variables(layer)
+        _, query_heads, head_dim = variables["query/kernel"].shape
+        kv_heads = variables["key/kernel"].shape[1]
+        return query_heads, kv_heads, head_dim
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        roles = _roles(ctx.node)
+        if roles is None or any(inputs[i].slots is None for i in roles):
+            return ctx.barrier(
+                layer, inputs, output_shapes,
+                "its query, key or value has unknown channels",
+            )
+        _ROLES[layer] = roles
+        q_in, v_in, k_in = (inputs[i].slots for i in roles)
+        for slots in (q_in, v_in, k_in):
+            ctx.require_zero(slots)
+        query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
+        filters = ctx.new_filters(layer, kv_heads + head_dim + len(q_in))
+        kv = filters[:kv_heads]
+        dims = filters[kv_heads : kv_heads + head_dim]
+        out = filters[kv_heads + head_dim :]
+        ctx.couple(out, q_in)  # the output has the query's width
+        ctx.separate([kv, dims])
+        if not self.head_dims:
+            ctx.fix(dims, "head dimensions are not pruned")
+        outputs = [out]
+        if len(output_shapes) > 1:
+            ctx.fix(kv, "the attention scores have a head axis")
+            scores = ctx.new_zeros(output_shapes[1][-1])
+            ctx.fix(scores, "attention scores")
+            outputs.append(scores)
+        # `ops.repeat` on the heads axis: query head i reads kv head i // g.
+        query_head_slots = np.repeat(kv, query_heads // kv_heads)
+        return outputs + [query_head_slots, dims, dims, q_in, v_in, k_in, kv]
+
+    def weights(self, layer, in_slots, out_slots):
+        found = super().weights(layer, in_slots, out_slots[:-1])
+        kv = out_slots[-1]
+        for name in ("key", "value"):
+            found[f"{name}/kernel"][1] = WeightAxis(1, kv, True)
+            if f"{name}/bias" in found:
+                found[f"{name}/bias"][0] = WeightAxis(0, kv, True)
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        query_heads, kv_heads, _ = self._gqa_sizes(layer)
+        kv = int(keep_out[-1].sum())
+        dims = self._internal(layer, keep_out[:-1])[1]
+        return {
+            **config,
+            "num_key_value_heads": kv,
+            "num_query_heads": kv * (query_heads // kv_heads),
+            "head_dim": int(dims.sum()),
+        }
+
+    def compact_weights(self, layer, values, keep_in, keep_out):
+        return super().compact_weights(layer, values, keep_in, keep_out[:-1])
+
+    def filter_matrix(self, layer):
+        """Rows: key/value heads (with their query heads), head
+        dimensions, output channels (zero-padded to one width)."""
+        v = {
+            k: keras.ops.convert_to_numpy(x.value)
+            for k, x in _variables(layer).items()
+        }
+        query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
+        g = query_heads // kv_heads
+        out = v["attention_output/kernel"]
+        rows = []
+        for j in range(kv_heads):
+            q = slice(j * g, (j + 1) * g)
+            rows.append([v["query/kernel"][:, q], v["key/kernel"][:, j],
+                         v["value/kernel"][:, j], out[q]])
+        for d in range(head_dim):
+            rows.append([v[f"{n}/kernel"][:, :, d]
+                         for n in ("query", "key", "value")] + [out[:, d]])
+        for c in range(out.shape[-1]):
+            rows.append([out[..., c]])
+        flat = [np.concatenate([p.ravel() for p in row]) for row in rows]
+        width = max(len(r) for r in flat)
+        return np.stack([np.pad(r, (0, width - len(r))) for r in flat])
+
+    def filter_kernel_positions(self, layer):
+        query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
+        kv = np.arange(kv_heads)
+        dims = kv_heads + np.arange(head_dim)
+        out = _variables(layer)["attention_output/kernel"].shape[-1]
+        return [
+            ("query/kernel", 1, np.repeat(kv, query_heads // kv_heads)),
+            ("key/kernel", 1, kv), ("value/kernel", 1, kv),
+            ("query/kernel", 2, dims), ("key/kernel", 2, dims),
+            ("value/kernel", 2, dims),
+            ("attention_output/kernel", 2,
+             kv_heads + head_dim + np.arange(out)),
+        ]
+
+    def macs(self, layer, input_shapes, output_shapes):
+        query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
+        q_i, v_i, k_i = _ROLES.get(
+            layer, (0, 1, 1 if len(input_shapes) < 3 else 2)
+        )
+        q_shape, v_shape = input_shapes[q_i], input_shapes[v_i]
+        k_shape = input_shapes[k_i] if k_i < len(input_shapes) else v_shape
+        t_q, t_kv = _prod(q_shape[1:-1]), _prod(v_shape[1:-1])
+        total = t_q * q_shape[-1] * query_heads * head_dim
+        total += t_kv * (k_shape[-1] + v_shape[-1]) * kv_heads * head_dim
+        total += 2 * query_heads * t_q * t_kv * head_dim
+        total += t_q * query_heads * head_dim * output_shapes[0][-1]
+        if "gate/kernel" in _variables(layer):
+            total += t_q * q_shape[-1] * query_heads * head_dim
         return total
 
 
@@ -492,6 +618,9 @@ class ChannelWeightRule(PassThrough):
 
 def _register():
     register_channel_rule(L.MultiHeadAttention, MultiHeadAttentionRule())
+    register_channel_rule(
+        L.GroupQueryAttention, GroupedQueryAttentionRule()
+    )
     register_channel_rule(L.EinsumDense, EinsumDenseRule())
     register_channel_rule(ClassToken, ChannelWeightRule("token"))
     register_channel_rule(PositionEmbedding, ChannelWeightRule("embedding"))
