@@ -9,7 +9,7 @@ VENV_TORCH := .venv-torch
 PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv venv-jax venv-torch data demo test test-jax test-torch lint docs clean
+.PHONY: venv venv-jax venv-torch data demo demo-jax test test-jax test-torch lint docs clean
 
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
@@ -54,6 +54,11 @@ data:
 
 demo: venv data
 	$(VENV)/bin/python examples/demo/prune_lightcnn.py --output-dir runs/demo
+
+# The same demo on Keras's JAX backend, in the environment without TensorFlow.
+demo-jax: venv-jax data
+	KERAS_BACKEND=jax $(VENV_JAX)/bin/python examples/demo/prune_lightcnn.py \
+		--output-dir runs/demo-jax
 
 # Two pytest-xdist workers (one per core); a test file stays on one worker so
 # that its module-scoped models are built once.

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_dynfilt import pruning
+from keras_dynfilt.pruning import criteria
 
 # Architectures with a larger minimum input size.
 MIN_INPUT = {
@@ -87,14 +88,12 @@ def calibrate(model, x, seed):
 
 
 def prune_lowest_l2(groups, rate):
-    for group in groups:
-        n = min(group.size - 1, int(group.size * rate))
-        if n <= 0:
-            continue
-        norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms, kind="stable")[:n]] = False
-        pruning.apply_group_mask(group, keep)
+    """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
+    groups = list(groups)
+    for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
+        n = criteria.pruned_count(group.size, rate)
+        if n > 0:
+            pruning.apply_group_mask(group, criteria.lowest(scores, n))
 
 
 def relative_difference(a, b):

@@ -50,6 +50,7 @@ from keras_dynfilt.models import resnet_cifar  # noqa: E402
 from keras_dynfilt.pruning import (  # noqa: E402
     apply_group_mask,
     compact,
+    criteria,
     filter_groups,
     model_cost,
 )
@@ -91,11 +92,10 @@ def build(name, input_shape):
 
 
 def soft_prune(model, rate):
-    """Zeroes floor(N * rate) lowest-L2 units of every group."""
-    for group in filter_groups(model):
-        norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms)[: int(group.size * rate)]] = False
+    """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
+    groups = list(filter_groups(model))
+    for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
+        keep = criteria.lowest(scores, criteria.pruned_count(group.size, rate))
         apply_group_mask(group, keep)
 
 

@@ -1,8 +1,9 @@
 """Turn a folder of example runs into a Markdown table.
 
-Every `results.json` below the folder is one run. Runs are grouped by the
-argument values named with `--group` (default: every argument that differs
-between runs, except the seed and the output folder); each metric is shown as
+Every `results.json` below the folder is one run. Runs of different example
+scripts get one table each. Runs are grouped by the argument values named
+with `--group` (default: every argument of the script that differs between
+its runs, except the seed, folders and verbosity); each metric is shown as
 mean ± std over the runs of a group, with the number of runs.
 
     python examples/report.py runs/ --metrics test.accuracy wall_seconds
@@ -15,7 +16,7 @@ import pathlib
 import statistics
 import sys
 
-IGNORED = {"seed", "output_dir", "verbose"}
+IGNORED = {"seed", "output_dir", "data_dir", "verbose"}
 
 
 def find_runs(root):
@@ -44,12 +45,35 @@ def lookup(result, dotted):
     return value
 
 
+def script(result):
+    """The example script of a run (from its recorded command line)."""
+    for word in str(result.get("command", "")).split():
+        if word.endswith(".py"):
+            parts = pathlib.PurePath(word).parts
+            return "/".join(parts[parts.index("examples"):]) \
+                if "examples" in parts else parts[-1]
+    return "unknown script"
+
+
+def argument(result, name):
+    """An argument's value (an argument, not a result key of the same
+    name such as `dataset`), else `lookup`."""
+    arguments = result.get("arguments", {})
+    value = arguments[name] if name in arguments else lookup(result, name)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return value
+
+
 def varying_arguments(runs):
-    keys = set().union(*(r.get("arguments", {}) for r in runs)) - IGNORED
+    """Arguments every run has, with a scalar value that differs."""
+    keys = set.intersection(
+        *(set(r.get("arguments", {})) for r in runs)) - IGNORED
     return sorted(
         k
         for k in keys
-        if len({json.dumps(r["arguments"].get(k)) for r in runs}) > 1
+        if not any(isinstance(r["arguments"][k], dict) for r in runs)
+        and len({json.dumps(r["arguments"][k]) for r in runs}) > 1
     )
 
 
@@ -67,7 +91,7 @@ def markdown_table(runs, group, metrics, digits=4):
     """A Markdown table of `metrics` per `group` (mean ± std, runs)."""
     groups = {}
     for run in runs:
-        key = tuple(json.dumps(lookup(run, g)) for g in group)
+        key = tuple(json.dumps(argument(run, g)) for g in group)
         groups.setdefault(key, []).append(run)
     header = [*group, *metrics, "runs", "seeds"]
     lines = [
@@ -99,8 +123,16 @@ def main(argv=None):
     if not runs:
         print(f"no results.json under {args.root}", file=sys.stderr)
         return 1
-    group = args.group if args.group is not None else varying_arguments(runs)
-    print(markdown_table(runs, group, args.metrics, args.digits))
+    by_script = {}
+    for run in runs:
+        by_script.setdefault(script(run), []).append(run)
+    for i, (name, members) in enumerate(sorted(by_script.items())):
+        group = args.group
+        if group is None:
+            group = varying_arguments(members)
+        if len(by_script) > 1:
+            print(("\n" if i else "") + f"### {name} ({len(members)} runs)\n")
+        print(markdown_table(members, group, args.metrics, args.digits))
     return 0
 
 

@@ -7,6 +7,7 @@ wants TensorFlow, so a bare `pip install keras-dynfilt` would meet a
 """
 
 import importlib
+import importlib.util
 import os
 
 EXTRAS = ("tensorflow", "tensorflow-cpu", "jax")
@@ -24,24 +25,61 @@ def _install_hint():
     )
 
 
+def _installed_backends(exclude):
+    """The backend modules importable here, other than `exclude`."""
+    return [
+        name
+        for name in ("tensorflow", "jax", "torch")
+        if name != exclude and importlib.util.find_spec(name) is not None
+    ]
+
+
+def missing_backend_message(backend, setting, missing, installed):
+    """The `ImportError` text for a Keras backend that is not installed.
+
+    `backend` is the one Keras wants, `setting` the value of
+    `KERAS_BACKEND` (None when unset: Keras then defaults to TensorFlow or
+    reads ~/.keras/keras.json), `missing` the module that failed to import
+    and `installed` the other backend modules that are there. When one is
+    installed the first sentence says how to use it: a user who ran
+    `pip install ".[jax]"` has jax, and Keras still wants TensorFlow.
+    """
+    where = (
+        f"KERAS_BACKEND={setting}"
+        if setting
+        else "KERAS_BACKEND=<unset>, or ~/.keras/keras.json"
+    )
+    message = (
+        "keras-dynfilt found no Keras backend: Keras wants the "
+        f"{backend!r} backend ({where}) but `{missing}` is not installed. "
+    )
+    if installed:
+        name = installed[0]
+        message += (
+            f"{name} is installed: set KERAS_BACKEND={name} "
+            f"(e.g. `export KERAS_BACKEND={name}`) to use it. "
+        )
+    return message + _install_hint()
+
+
 def require_backend():
     """Imports Keras; raises one `ImportError` naming the extras if its
     backend (or Keras itself) is missing."""
     try:
         importlib.import_module("keras")
     except ModuleNotFoundError as error:
-        backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+        setting = os.environ.get("KERAS_BACKEND")
         if error.name == "keras":
             raise ImportError(
                 "keras-dynfilt needs Keras 3 (`pip install keras`). "
                 + _install_hint()
             ) from error
-        if error.name and error.name.split(".")[0] in _MODULES.values():
+        missing = (error.name or "").split(".")[0]
+        if missing in _MODULES.values():
+            backend = setting or {m: b for b, m in _MODULES.items()}[missing]
             raise ImportError(
-                "keras-dynfilt found no Keras backend: Keras wants the "
-                f"{backend!r} backend (KERAS_BACKEND="
-                f"{os.environ.get('KERAS_BACKEND', '<unset>')}, or "
-                f"~/.keras/keras.json) but `{error.name}` is not "
-                "installed. " + _install_hint()
+                missing_backend_message(
+                    backend, setting, error.name, _installed_backends(missing)
+                )
             ) from error
         raise

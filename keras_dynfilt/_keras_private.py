@@ -77,6 +77,17 @@ def graph_structures(model):
         return model.input, model.output
 
 
+def run_graph(graph, inputs, call_fn):
+    """Runs a `Functional` graph on `inputs` (symbolic tensors), calling
+    `call_fn(operation, *args, **kwargs)` at each node
+    (`Functional._run_through_graph`, as `clone_model(call_function=...)`
+    does): how tracing rebuilds a graph with some layers replaced."""
+    run = getattr(graph, "_run_through_graph", None)
+    if run is None:  # pragma: no cover - exercised only on a moved Keras
+        raise _moved("`Functional._run_through_graph` (rebuilding a graph)")
+    return run(inputs, call_fn=call_fn)
+
+
 def producing_operation(tensor):
     """The operation (layer) that produced a symbolic tensor
     (`KerasTensor._keras_history`)."""
@@ -100,6 +111,11 @@ _OP_PROBES = {
     "Power": lambda x: keras.ops.power(x, 2.0),
     "Threshold": lambda x: keras.ops.threshold(x, 0.0, 0.0),
     "Divide": lambda x: keras.ops.divide(x, x),
+    "GetItem": lambda x: x[:, :2],
+    "ConvertToTensor": lambda x: keras.ops.convert_to_tensor(x),
+    "Resize": lambda x: keras.ops.image.resize(
+        keras.ops.reshape(x, (2, 2, 2, 1)), (4, 4)
+    ),
     "TrueDivide": lambda x: keras.ops.true_divide(x, x),
 }
 
@@ -150,6 +166,8 @@ def op_class(module, name):
             from keras.src.ops import nn as found
         elif module == "numpy":
             from keras.src.ops import numpy as found
+        elif module == "image":
+            from keras.src.ops import image as found
         else:
             from keras.src.ops import core as found
     except ImportError:  # pragma: no cover - exercised only on a moved Keras

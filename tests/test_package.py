@@ -62,3 +62,56 @@ def test_private_keras_names_resolve():
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     assert type(model) is Functional
+
+
+def test_missing_backend_points_at_the_installed_one(tmp_path):
+    # `pip install ".[jax]"` then `import keras_dynfilt` with KERAS_BACKEND
+    # unset: Keras wants TensorFlow, jax is there. The environment is
+    # controlled: TensorFlow hidden, an importable `jax` package on the path
+    # (found by importlib, never imported), no keras.json.
+    (tmp_path / "fake" / "jax").mkdir(parents=True)
+    (tmp_path / "fake" / "jax" / "__init__.py").write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(tmp_path / "fake"), str(ROOT)]),
+        KERAS_HOME=str(tmp_path / "keras_home"),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['tensorflow'] = None\n"
+            "import keras_dynfilt",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Keras wants the 'tensorflow' backend (KERAS_BACKEND=<unset>" in last
+    assert "jax is installed: set KERAS_BACKEND=jax" in last
+
+
+@pytest.mark.parametrize(
+    "installed, expected",
+    [
+        (["jax"], "jax is installed: set KERAS_BACKEND=jax"),
+        (["torch"], "torch is installed: set KERAS_BACKEND=torch"),
+        ([], None),
+    ],
+)
+def test_missing_backend_message(installed, expected):
+    from keras_dynfilt._backend import missing_backend_message
+
+    message = missing_backend_message(
+        "tensorflow", None, "tensorflow", installed
+    )
+    assert message.startswith("keras-dynfilt found no Keras backend")
+    assert "[jax]" in message and "[tensorflow]" in message
+    if expected:
+        assert expected in message
+    else:
+        assert "is installed: set KERAS_BACKEND" not in message

@@ -171,6 +171,8 @@ def main(argv=None):
                                          args.satellite_size)
             keras.utils.set_random_seed(args.seed + seed)
             print(f"{name} partition {seed}", flush=True)
+            if i == 0:
+                common.warn_if_small(task)
             plot_path = os.path.join(args.output_dir, f"curves_{name}.png") \
                 if i == 0 and run.is_chief else None
             record, small = one_partition(model, task, args, plot_path)

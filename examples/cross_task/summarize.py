@@ -3,16 +3,20 @@
     python examples/cross_task/summarize.py docs/results/cross_task
 """
 
+import argparse
 import json
 import pathlib
-import sys
 
 
 def _ms(summary, scale=1.0, digits=1):
+    """`mean ± std` over the partitions; one partition has no spread, so
+    its value alone (the tables' "partitions" column says how many)."""
     if not summary:
         return "–"
-    return (f"{scale * summary['mean']:.{digits}f} ± "
-            f"{scale * summary['std']:.{digits}f}")
+    mean = f"{scale * summary['mean']:.{digits}f}"
+    if summary.get("n") == 1:
+        return mean
+    return f"{mean} ± {scale * summary['std']:.{digits}f}"
 
 
 def transfer_table(path):
@@ -22,8 +26,8 @@ def transfer_table(path):
         f"({results['primary']['params']:,} parameters).", "",
         "| task | kind | best layer (per partition) | linear probe, test "
         "acc. % | transfer learning, test acc. % | probe s | TL s | TL / "
-        "probe time |",
-        "|---|---|---|---|---|---|---|---|",
+        "probe time | partitions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["tasks"].items():
         best = ", ".join(run["regression"]["best_layer"] for run in r["runs"])
@@ -32,7 +36,8 @@ def transfer_table(path):
             f"{_ms(r['regression_accuracy'], 100)} | "
             f"{_ms(r['transfer_accuracy'], 100)} | "
             f"{_ms(r['regression_seconds'])} | "
-            f"{_ms(r['transfer_seconds'])} | {_ms(r['speedup'])}x |")
+            f"{_ms(r['transfer_seconds'])} | {_ms(r['speedup'])}x | "
+            f"{len(r['runs'])} |")
     return "\n".join(lines)
 
 
@@ -42,8 +47,8 @@ def prune_table(path):
         f"Primary network `{results['primary']['name']}` "
         f"({results['primary']['params']:,} parameters).", "",
         "| task | t | best layer | size cut % | MACs cut % | test acc. % "
-        "(head refit) | after fine-tuning % |",
-        "|---|---|---|---|---|---|---|",
+        "(head refit) | after fine-tuning % | partitions |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     speed = ["", "| task | batch 1 speed-up | batch 64 speed-up |",
              "|---|---|---|"]
@@ -54,7 +59,8 @@ def prune_table(path):
                 f" | {_ms(s['size_reduction'], 100, 2)} | "
                 f"{_ms(s['macs_reduction'], 100, 2)} | "
                 f"{_ms(s['test_accuracy_refit'], 100)} | "
-                f"{_ms(s['test_accuracy_finetuned'], 100)} |")
+                f"{_ms(s['test_accuracy_finetuned'], 100)} | "
+                f"{len(s['best_layers'])} |")
         sp = r["inference_speed"]
         speed.append(f"| {name} | {sp['batch_1']['speedup']:.2f}x | "
                      f"{sp['batch_64']['speedup']:.2f}x |")
@@ -72,4 +78,11 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/results/cross_task")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Mean ± std over the partitions (n = their number).")
+    parser.add_argument(
+        "root", nargs="?", default="docs/results/cross_task",
+        help="folder holding transfer/*/results.json and "
+             "prune/*/results.json (default: %(default)s)")
+    main(parser.parse_args().root)

@@ -47,6 +47,7 @@ def main(argv=None):
             metrics=["accuracy"])
     history = model.fit(
         data.train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         validation_data=data.test, callbacks=run.callbacks(),
         verbose=args.verbose)
     metrics = model.evaluate(data.test, return_dict=True, verbose=0)

@@ -142,9 +142,11 @@ def main(argv=None):
     results = {}
     for name in tasks:
         runs = []
-        for seed in partitions:
+        for i, seed in enumerate(partitions):
             task = common.satellite_task(name, pool, seed,
                                          args.satellite_size)
+            if i == 0:
+                common.warn_if_small(task)
             keras.utils.set_random_seed(args.seed + seed)
             reg = regression(model, task, args)
             tl = transfer_learning(base, task, args)

@@ -103,6 +103,7 @@ def main(argv=None):
     )
     history = model.fit(
         data.train,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         validation_data=data.test,
@@ -120,6 +121,8 @@ def main(argv=None):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    print("evaluating the full-size and the compacted model on the test "
+          "split...", flush=True)
     full_metrics = model.evaluate(data.test, return_dict=True, verbose=0)
     small_metrics = small.evaluate(data.test, return_dict=True, verbose=0)
     full_cost, small_cost = model_cost(model), model_cost(small)
@@ -132,6 +135,8 @@ def main(argv=None):
         atol=1e-5,
     )
     sizes = {1: x[:1], 64: np.concatenate([x] * (64 // len(x) + 1))[:64]}
+    print(f"timing both models at batch 1 and 64 ({args.timing_repeats} "
+          "repeats)...", flush=True)
     seconds = {
         b: inference_latency([model, small], xb, repeats=args.timing_repeats)
         for b, xb in sizes.items()

@@ -110,6 +110,7 @@ def main(argv=None):
         )
     history = model.fit(
         data.train,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         validation_data=data.test,

@@ -5,7 +5,7 @@ Fashion-MNIST read from local files (Debian's `dataset-fashion-mnist`;
 scikit-learn's 8x8 digits when that package is absent) and prints the test
 accuracy.
 
-    python examples/lightcnn/train.py                # = make demo
+    python examples/lightcnn/train.py                # -> runs/lightcnn
     python examples/lightcnn/train.py --dataset fashion_mnist \
         --data-dir /usr/share/datasets/fashion-mnist --epochs 5
     python examples/lightcnn/train.py --strategy mirrored --cpu-replicas 2 \
@@ -52,6 +52,7 @@ def main(argv=None):
         )
     history = model.fit(
         data.train,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         validation_data=data.test,

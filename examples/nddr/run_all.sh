@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The runs behind the tables of docs/layers/nddr.md (CPU, nice'd). Scale with
 # EPOCHS, LIMIT (training images) and SEEDS; results land in
-# docs/results/nddr/{methods,init,lr,adam}/.../results.json.
+# $OUT/{methods,init,lr,adam}/.../results.json, OUT=runs/nddr by default
+# (OUT=docs/results/nddr regenerates the committed results). A run whose
+# results.json exists is skipped, so a stopped sweep resumes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python}
 EPOCHS=${EPOCHS:-3}
 LIMIT=${LIMIT:-12000}
 SEEDS=${SEEDS:-"0 1 2"}
-OUT=${OUT:-docs/results/nddr}
+OUT=${OUT:-runs/nddr}
 common=(--epochs "$EPOCHS" --limit-train "$LIMIT" --validation-freq "$EPOCHS"
         --verbose 0)
 
 run() {  # run DIR ARGS...
   local dir=$1; shift
-  if [ -f "$dir/results.json" ]; then echo "skip $dir"; return; fi
+  if [ -f "$dir/results.json" ]; then echo "skip $dir (results.json exists)"; return; fi
   nice -n 10 "$PY" examples/nddr/train.py "${common[@]}" --output-dir "$dir" "$@"
 }
 

@@ -8,6 +8,7 @@ and learning-rate tables include the seed-0 NDDR run of the methods table,
 which is the paper's default (diagonal (0.9, 0.1), 100x).
 """
 
+import argparse
 import pathlib
 import sys
 
@@ -74,4 +75,8 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/results/nddr")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "root", nargs="?", default="docs/results/nddr",
+        help="the OUT folder of run_all.sh (default: %(default)s)")
+    main(parser.parse_args().root)

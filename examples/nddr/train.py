@@ -208,6 +208,7 @@ def main(argv=None):
         )
     history = model.fit(
         data.train, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         validation_data=data.test, validation_freq=args.validation_freq,
         callbacks=run.callbacks(),
         verbose=args.verbose,

@@ -77,6 +77,8 @@ def plot_sfp(histories, path, title):
     try:
         import matplotlib
     except ImportError:  # matplotlib is the `plot` extra (not on the GPU)
+        print(f"matplotlib is not installed: {path} not written (install "
+              "the `plot` extra: pip install 'keras-dynfilt[plot]')")
         return None
 
     matplotlib.use("Agg")
@@ -224,6 +226,7 @@ def main(argv=None):
         callbacks += [snapshot, sfp]
     history = model.fit(
         data.train,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         validation_data=(
@@ -233,6 +236,8 @@ def main(argv=None):
         callbacks=run.callbacks(callbacks),
         verbose=args.verbose,
     )
+    print("evaluating the masked, compacted and soft-masked models on the "
+          "test split...", flush=True)
     metrics = model.evaluate(data.test, return_dict=True, verbose=0)
 
     # Compact: the zeroed filters go; the baseline has none to remove.
@@ -257,6 +262,8 @@ def main(argv=None):
     logits = model.predict(x_test[:512], verbose=0)
     small_logits = small.predict(x_test[:512], verbose=0)
     full_cost, small_cost = model_cost(model), model_cost(small)
+    print(f"timing inference at batch 1 and 64 ({args.timing_repeats} "
+          "repeats)...", flush=True)
     timings = {}
     for batch in (1, 64):
         masked_s, compact_s = inference_latency(

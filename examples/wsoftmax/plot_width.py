@@ -14,6 +14,7 @@ import argparse
 import collections
 import json
 import pathlib
+import sys
 
 import matplotlib
 
@@ -39,7 +40,7 @@ def load(root):
     return series, min_dim
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
     parser.add_argument("--output", required=True)
@@ -47,12 +48,23 @@ def main():
         "--min-widths", type=int, default=2,
         help="plot only series measured at this many widths or more",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     series, min_dim = load(args.root)
+    plotted = {
+        label: by_width for label, by_width in series.items()
+        if len(by_width) >= args.min_widths
+    }
+    if not plotted:
+        # An empty plot would look like a result.
+        found = ", ".join(
+            f"{label}: {len(by_width)}" for label, by_width in
+            sorted(series.items())) or "no results.json"
+        print(f"nothing to plot: no series under {args.root} has results at "
+              f"{args.min_widths} or more FC widths ({found}); "
+              f"{args.output} not written", file=sys.stderr)
+        return 1
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, by_width in sorted(series.items()):
-        if len(by_width) < args.min_widths:
-            continue
+    for label, by_width in sorted(plotted.items()):
         widths = sorted(by_width)
         values = [np.asarray(by_width[w]) * 100 for w in widths]
         means = [v.mean() for v in values]
@@ -60,7 +72,7 @@ def main():
         stds = [v.std(ddof=1) if v.size > 1 else 0.0 for v in values]
         ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3,
                     label=label)
-    widths = sorted({w for s in series.values() for w in s})
+    widths = sorted({w for s in plotted.values() for w in s})
     ax.set_xscale("log")
     ax.set_xticks(widths)
     ax.set_xticklabels(
@@ -73,7 +85,8 @@ def main():
     fig.tight_layout()
     fig.savefig(args.output, dpi=110)
     print(f"wrote {args.output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

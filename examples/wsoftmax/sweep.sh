@@ -3,10 +3,11 @@
 # ~30 minutes of a shared 2-core CPU: 4 epochs of 150 steps (batch 128, i.e.
 # 76,800 images, ~1.3 passes over Fashion-MNIST), a CNN of 8/16 channels.
 # Usage: sh examples/wsoftmax/sweep.sh [OUT] [SEEDS] [all|main|width]
+# (OUT: runs/wsoftmax/sweep; docs/results/wsoftmax/runs regenerates the docs')
 # (`main`: only the Dense vs W-Softmax comparison at width 10(K-1);
 # `width`: only the FC widths K-1 and 2(K-1)).
 set -e
-OUT=${1:-docs/results/wsoftmax/runs}
+OUT=${1:-runs/wsoftmax/sweep}
 SEEDS=${2:-"0 1"}
 PART=${3:-all}
 PY=${PYTHON:-python}

@@ -193,6 +193,7 @@ def main(argv=None):
                 compile_model(model)
         fitted = model.fit(
             train,
+            shuffle=False,  # the pipeline shuffles; Keras would warn
             epochs=until,
             initial_epoch=done,
             steps_per_epoch=args.steps_per_epoch,

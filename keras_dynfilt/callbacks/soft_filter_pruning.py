@@ -1,101 +1,27 @@
 """Soft Filter Pruning: zero the weakest filters while training from scratch."""
 
-import math
-import numbers
 import warnings
 
 import keras
 import numpy as np
 
 from keras_dynfilt._validation import check_int, check_positive_int
+from keras_dynfilt.callbacks import _sfp_masks
+from keras_dynfilt.callbacks._sfp_selection import (
+    check_names,
+    check_rate,
+    select_groups,
+)
+from keras_dynfilt.pruning import criteria
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
-from keras_dynfilt.pruning.graph import filter_groups
+from keras_dynfilt.pruning.criteria import pruned_count
 from keras_dynfilt.pruning.masking import apply_group_mask, assign_unit_mask
-from keras_dynfilt.pruning.registry import get_channel_rule
 
-CRITERIA = ("l2", "l1", "fpgm")
+#: The criteria SoftFilterPruning accepts by name (those that need no data).
+CRITERIA = tuple(c for c in criteria.NAMES if c not in criteria.NEEDS_DATA)
 
-
-def _l2(weights):
-    return np.sqrt(np.sum(np.square(weights), axis=1))
-
-
-def _l1(weights):
-    return np.sum(np.abs(weights), axis=1)
-
-
-def _fpgm(weights):
-    # Sum of Euclidean distances to every other filter: the smallest sums
-    # belong to the filters nearest the geometric median (FPGM), the most
-    # replaceable ones.
-    squared = np.sum(np.square(weights), axis=1)
-    d2 = squared[:, None] + squared[None, :] - 2.0 * weights @ weights.T
-    return np.sum(np.sqrt(np.maximum(d2, 0.0)), axis=1)
-
-
-_CRITERIA = {"l2": _l2, "l1": _l1, "fpgm": _fpgm}
-
-
-def _check_rate(value, name="pruning_rate"):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0.0 <= value < 1.0
-    ):
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1) (the fraction of filters "
-            f"zeroed). Received: {name}={value!r}"
-        )
-    return float(value)
-
-
-def _check_names(value, name):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple, set)) or not all(
-        isinstance(v, str) for v in value
-    ):
-        raise TypeError(
-            f"`{name}` must be a list of layer names. "
-            f"Received: {name}={value!r}"
-        )
-    return tuple(value)
-
-
-def _soft_targets(group):
-    """`(variable, axis, unit_index)` of the producers' kernels only.
-
-    The soft mask zeroes the filter weights and nothing else, as the SFP
-    reference code does (it masks the convolution weights): biases and
-    BatchNormalization parameters stay, so that the zeroed filters still get
-    gradients (a channel made exactly zero before a ReLU gets none).
-    """
-    targets = []
-    for path in group.layers:
-        layer = group.graph.layers[path]
-        name, axis = get_channel_rule(layer).filter_kernel(layer)
-        variable = {v.name: v for v in layer.weights}[name]
-        units = np.full(variable.shape[axis], -1, np.int64)
-        for u, unit in enumerate(group.units):
-            for unit_path, index in unit:
-                if unit_path == path:
-                    units[index] = u
-        targets.append((variable, axis, units))
-    return targets
-
-
-def pruned_count(size, rate):
-    """`floor(size * rate)`, robust to float error, keeping one unit.
-
-    The tolerance is float32's: tfmot's schedules compute the sparsity in
-    float32 (its `PolynomialDecay` gives 0.099999994 for 0.1), and
-    `floor(10 * 0.099999994)` must still prune one filter of ten: a product
-    within a relative 1e-6 below an integer counts as that integer.
-    """
-    return min(size - 1, int(math.floor(size * rate * (1 + 1e-6) + 1e-9)))
+__all__ = ["CRITERIA", "SoftFilterPruning", "pruned_count"]
 
 
 class SoftFilterPruning(keras.callbacks.Callback):
@@ -177,11 +103,14 @@ class SoftFilterPruning(keras.callbacks.Callback):
             mapping layer names to such rates: a group is pruned at the rate
             of its named layers (coupled layers named with different rates
             are an error) and left alone when none of its layers is named.
-        criterion: `"l2"` (the paper: L2 norm of the flattened filter),
+        criterion: A name of `keras_dynfilt.pruning.criteria` that needs no
+            data: `"l2"` (the paper: L2 norm of the flattened filter),
             `"l1"`, `"fpgm"` (filters nearest the geometric median of the
-            group, by the sum of Euclidean distances to the others), or a
-            callable mapping a `(N, D)` NumPy array of flattened filters to
-            `N` scores (the lowest are zeroed).
+            group, by the sum of Euclidean distances to the others),
+            `"bn_scale"`, `"lamp"`, `"random"`; or a callable mapping a
+            `(N, D)` NumPy array of flattened filters to `N` scores (the
+            lowest are zeroed). A unit's coupled filters are scored
+            together (see `keras_dynfilt.pruning.criteria`).
         frequency: Integer >= 1, mask after every `frequency`-th epoch.
         layers: Optional list of layer names: prune only the groups that
             contain one of them (nested models' layers as `"outer/inner"`).
@@ -235,24 +164,24 @@ class SoftFilterPruning(keras.callbacks.Callback):
                         "`pruning_rate` dict keys must be layer names. "
                         f"Received: key {key!r} of type {type(key).__name__}"
                     )
-                _check_rate(value, f"pruning_rate[{key!r}]")
+                check_rate(value, f"pruning_rate[{key!r}]")
             self.pruning_rate = {k: float(v) for k, v in pruning_rate.items()}
         else:
-            self.pruning_rate = _check_rate(pruning_rate)
-        if callable(criterion):
-            self._score = criterion
-        elif isinstance(criterion, str) and criterion.lower() in _CRITERIA:
-            criterion = criterion.lower()
-            self._score = _CRITERIA[criterion]
-        else:
+            self.pruning_rate = check_rate(pruning_rate)
+        if not (
+            callable(criterion)
+            or isinstance(criterion, str) and criterion.lower() in CRITERIA
+        ):
             raise ValueError(
                 f"`criterion` must be one of {CRITERIA} or a callable. "
                 f"Received: criterion={criterion!r}"
             )
+        if isinstance(criterion, str):
+            criterion = criterion.lower()
         self.criterion = criterion
         self.frequency = check_positive_int(frequency, "frequency")
-        self.layers = _check_names(layers, "layers")
-        self.exclude = _check_names(exclude, "exclude")
+        self.layers = check_names(layers, "layers")
+        self.exclude = check_names(exclude, "exclude")
         if schedule is not None and not callable(schedule):
             raise TypeError(
                 "`schedule` must be a callable `schedule(step) -> "
@@ -275,108 +204,6 @@ class SoftFilterPruning(keras.callbacks.Callback):
         self.masks = None
 
     # -- set-up -------------------------------------------------------------
-    def _matches(self, names, path):
-        return any(path == n or path.startswith(n + "/") for n in names)
-
-    def _check_known(self, graph, names, argument, prunable):
-        known = list(graph.layers)
-        producers = sorted({p for g in prunable for p in g.layers})
-        for name in names:
-            if not any(p == name or p.startswith(name + "/") for p in known):
-                raise ValueError(
-                    f"`{argument}` names {name!r}, which is not a layer of "
-                    f"model {self.model.name!r}. Prunable layers: {producers}"
-                )
-            if argument != "exclude" and not any(
-                self._matches([name], p) for p in producers
-            ):
-                raise ValueError(
-                    f"`{argument}` names {name!r}, which has no prunable "
-                    f"filters. Prunable layers: {producers}"
-                )
-
-    def _select_groups(self):
-        model = self.model
-        try:
-            groups = filter_groups(model, warn=False)
-        except TypeError as e:
-            raise TypeError(
-                f"SoftFilterPruning needs a functional or Sequential model. {e}"
-            ) from None
-        graph = groups.graph
-        if not groups:
-            barriers = "; ".join(
-                f"{b.layer} ({b.reason})" for b in groups.barriers
-            )
-            raise ValueError(
-                f"SoftFilterPruning found no prunable filters in model "
-                f"{model.name!r}: it needs convolutions or dense layers whose "
-                "output channels are not model outputs and reach only layers "
-                "the pruning engine understands."
-                + (f" Barrier layers: {barriers}" if barriers else "")
-                + (f" Held fixed:\n{groups.explain()}" if groups.held_fixed()
-                   else "")
-            )
-        rates = self.pruning_rate
-        for names, argument in (
-            (self.layers or (), "layers"),
-            (self.exclude or (), "exclude"),
-            (rates if isinstance(rates, dict) else (), "pruning_rate"),
-        ):
-            self._check_known(graph, names, argument, groups)
-        selected = []
-        for group in groups:
-            if self.layers is not None and not any(
-                self._matches(self.layers, p) for p in group.layers
-            ):
-                continue
-            if self.exclude and any(
-                self._matches(self.exclude, p) for p in group.layers
-            ):
-                continue
-            rate = None
-            if isinstance(rates, dict):
-                named = {
-                    key: value
-                    for key, value in rates.items()
-                    for p in group.layers
-                    if self._matches([key], p)
-                }
-                if len(set(named.values())) > 1:
-                    raise ValueError(
-                        f"`pruning_rate` gives different rates to coupled "
-                        f"layers of group {group.name!r} (they share one "
-                        f"mask): {named}"
-                    )
-                if not named:
-                    continue
-                rate = next(iter(named.values()))
-            selected.append((group, rate))
-        if not selected:
-            raise ValueError(
-                f"SoftFilterPruning has no filter group left to prune in "
-                f"model {model.name!r} after `layers`={self.layers} and "
-                f"`exclude`={self.exclude}. Groups: "
-                f"{[g.name for g in groups]}"
-            )
-        if self.schedule is None:
-            too_small = [
-                f"{g.name} ({g.size} units)"
-                for g, r in selected
-                if pruned_count(g.size, self._rate(r, None)) == 0
-                and self._rate(r, None) > 0
-            ]
-            if too_small:
-                warnings.warn(
-                    "SoftFilterPruning: at the given `pruning_rate` these "
-                    "groups are too small to lose a filter "
-                    "(floor(size * rate) == 0), so they are never pruned: "
-                    + ", ".join(too_small),
-                    UserWarning,
-                    stacklevel=3,
-                )
-        return selected
-
     # -- masking ------------------------------------------------------------
     def _rate(self, group_rate, sparsity):
         if self.schedule is not None:
@@ -399,33 +226,17 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     def _mask(self, sparsity=None, when="", final=False):
         self._sync_jax()
-        masks = []
-        for (group, _), n in zip(self.groups, self._targets(sparsity)):
-            keep = np.ones(group.size, bool)
-            if n:
-                scores = np.asarray(
-                    self._score(group.filter_weights().astype("float64"))
-                ).reshape(-1)
-                if scores.shape != (group.size,):
-                    raise ValueError(
-                        f"`criterion` must return one score per filter "
-                        f"({group.size} for group {group.name!r}). Received: "
-                        f"{scores.shape[0]} scores"
-                    )
-                if not np.all(np.isfinite(scores)):
-                    raise ValueError(
-                        "`criterion` returned non-finite scores (NaN or inf) "
-                        f"for group {group.name!r}, so the ranking would be "
-                        f"arbitrary. Received: scores={scores}"
-                    )
-                keep[np.argsort(scores, kind="stable")[:n]] = False
+        groups = [g for g, _ in self.groups]
+        masks = _sfp_masks.rank(
+            groups, self._targets(sparsity), self.criterion
+        )
+        for group, keep in zip(groups, masks):
             if final:
                 apply_group_mask(group, keep)
             else:
                 if group not in self._soft:
-                    self._soft[group] = _soft_targets(group)
+                    self._soft[group] = _sfp_masks.soft_targets(group)
                 assign_unit_mask(self._soft[group], keep)
-            masks.append(keep)
         self.masks = masks
         self._final_done = final
         if self.verbose:
@@ -444,12 +255,11 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     def _adopt_existing(self, sparsity=None):
         """Uses the zeroed units as the mask if they match the targets."""
-        masks = []
-        for (group, _), n in zip(self.groups, self._targets(sparsity)):
-            keep = np.any(group.filter_weights() != 0, axis=1)
-            if int((~keep).sum()) != n:
-                return False
-            masks.append(keep)
+        masks = _sfp_masks.zeroed_units(
+            [g for g, _ in self.groups], self._targets(sparsity)
+        )
+        if masks is None:
+            return False
         self.masks = masks
         return True
 
@@ -467,20 +277,13 @@ class SoftFilterPruning(keras.callbacks.Callback):
         key = tuple(int((~k).sum()) for k in self.masks)
         if self._full_macs:
             if key not in self._flops_cache:
-                with warnings.catch_warnings():
-                    # Only priced: whether a subclass comes back as its
-                    # class is for `compact_model()` to say.
-                    warnings.filterwarnings(
-                        "ignore", "compact rebuilt", UserWarning
-                    )
-                    small = compact(
-                        self.model,
-                        {g: k for (g, _), k in zip(self.groups, self.masks)},
-                    )
+                # Priced from the masks (MACs depend on the counts only):
+                # no compacted model is built.
+                masks = {g: k for (g, _), k in zip(self.groups, self.masks)}
                 self._flops_cache[key] = (
-                    model_cost(small, warn=False).macs / self._full_macs
+                    model_cost(self.model, masks=masks, warn=False).macs
+                    / self._full_macs
                 )
-                del small
             stats["flops_fraction"] = self._flops_cache[key]
         return stats
 
@@ -534,7 +337,10 @@ class SoftFilterPruning(keras.callbacks.Callback):
 
     # -- callback hooks -----------------------------------------------------
     def on_train_begin(self, logs=None):
-        self.groups = self._select_groups()
+        self.groups = select_groups(
+            self.model, self.layers, self.exclude, self.pruning_rate,
+            self.schedule,
+        )
         self.masks = None
         self._final_done = False
         self._started = False

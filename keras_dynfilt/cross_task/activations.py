@@ -1,5 +1,7 @@
 """Global-average-pooled activations of a model's layers, in one pass."""
 
+import contextlib
+import logging
 import time
 
 import keras
@@ -84,7 +86,37 @@ def _as_batches(data, batch_size):
             yield batch, None
 
 
+class _DropRetracingWarning(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning.
+
+    Every `pooled_activations` call builds a new feature model, so each
+    one traces its own predict function: the retracing TensorFlow counts is
+    by design here, not a shape leak to fix.
+    """
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    logger = logging.getLogger("tensorflow")
+    drop = _DropRetracingWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def collect(feature_model, data, batch_size=None):
+    """Runs `feature_model` (dict outputs) over `data`; returns
+    `(features, labels)`."""
+    with _quiet_retracing():
+        return _collect(feature_model, data, batch_size)
+
+
+def _collect(feature_model, data, batch_size=None):
     """Runs `feature_model` (dict outputs) over `data`; returns
     `(features, labels)`."""
     arrays = _numpy_inputs(data)

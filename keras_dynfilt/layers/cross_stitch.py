@@ -48,7 +48,7 @@ class CrossStitch(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - inputs: List of K >= 2 tensors of the same shape
+        - `inputs`: List of K >= 2 tensors of the same shape
             `(batch_size, ..., C)`.
 
     Input shape:

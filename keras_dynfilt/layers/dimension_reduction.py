@@ -76,8 +76,8 @@ class DimensionReduction(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - inputs: The feature map, `(batch_size, height, width, channels)`.
-        - training: Python boolean, whether batch normalization uses the batch
+        - `inputs`: The feature map, `(batch_size, height, width, channels)`.
+        - `training`: Python boolean, whether batch normalization uses the batch
           statistics (training) or its moving averages (inference).
 
     Input shape:

@@ -110,7 +110,7 @@ class FilterGenerator(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - inputs: A list `[x, z]`: the feature map `x` of shape
+        - `inputs`: A list `[x, z]`: the feature map `x` of shape
           `(batch_size, height, width, in_channels)` and the sample feature
           vector `z` of shape `(batch_size, Lf)`.
 
@@ -330,12 +330,33 @@ class FilterGenerator(keras.layers.Layer):
         """The per-sample kernels, `(batch, kh, kw, in_channels, filters)`.
 
         Args:
-            z: The sample feature vectors, shape `(batch_size, Lf)`.
+            z: The sample feature vectors, shape `(batch_size, Lf)`, with
+                the `Lf` the layer was built for.
 
         Returns:
             `k[b, ..., i] = sum_j w[b, i, j] * repository[..., j]`.
+
+        Raises:
+            ValueError: if the layer is not built yet (the repository's
+                shape comes from the image input) or `z` is not
+                `(batch_size, Lf)`.
         """
+        if not self.built:
+            raise ValueError(
+                f"Layer '{self.name}' is not built: `generate_filters` needs "
+                "its repository, whose shape comes from the image input. "
+                "Call the layer on `[x, z]` (or `build([x_shape, z_shape])`) "
+                "first. Received: z with an unbuilt layer"
+            )
         z = ops.convert_to_tensor(z, dtype=self.compute_dtype)
+        expected = self.coefficient_kernel.shape[0]
+        shape = tuple(z.shape)
+        if len(shape) != 2 or shape[-1] not in (None, expected):
+            raise ValueError(
+                f"`z` of layer '{self.name}' must have shape (batch_size, "
+                f"{expected}), the feature width it was built for. "
+                f"Received: z.shape={shape}"
+            )
         return ops.einsum(
             "hwcm,bnm->bhwcn",
             ops.cast(self.repository, self.compute_dtype),

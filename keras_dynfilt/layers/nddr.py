@@ -211,9 +211,10 @@ class NDDR(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - inputs: List of K >= 2 tensors `(batch_size, ..., C_k)` with the same
-            rank and the same sizes on every axis but the last.
-        - training: Python boolean, training mode for the batch normalization.
+        - `inputs`: List of K >= 2 tensors `(batch_size, ..., C_k)` with the
+            same rank and the same sizes on every axis but the last.
+        - `training`: Python boolean, training mode for the batch
+            normalization.
 
     Input shape:
         List of K tensors of shapes `(batch_size, ..., C_k)`, e.g.

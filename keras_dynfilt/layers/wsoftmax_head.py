@@ -66,8 +66,7 @@ class WSoftmaxHead(keras.layers.Layer):
     gradient therefore costs up to twice a dense head's matrix products
     when `K` is large compared with the batch. When the batch size is
     unknown while tracing (TensorFlow graphs fed by `tf.data`), the choice
-    is a `cond` on the actual batch size; TensorFlow may then log a
-    harmless "Type inference failed" warning for it (tensorflow#57052).
+    is a `cond` on the actual batch size.
 
     Under a mixed precision policy the kernel stays float32 (it is not
     autocast) and the norms, logits and biased logits are computed in
@@ -84,9 +83,11 @@ class WSoftmaxHead(keras.layers.Layer):
     measurements); the paper's practice of training with plain softmax
     first (`alpha=0`) and then refining makes it less likely.
 
-    In a compiled function (`model.fit`, `jax.jit`) labels cannot be
-    inspected, so labels outside `[0, num_classes)` are only reported in
-    eager calls; inside a compiled step they give undefined logits, as with
+    Labels outside `[0, num_classes)` raise a `ValueError` in eager calls
+    and an `InvalidArgumentError` naming the range in a TensorFlow graph
+    (`model.fit` on TensorFlow without XLA). Under XLA
+    (`jit_compile=True`) and JAX's `jit` no run-time check is possible:
+    there they give undefined logits, as with
     `keras.losses.SparseCategoricalCrossentropy`.
 
     Reference:
@@ -106,11 +107,12 @@ class WSoftmaxHead(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:
-        - features: Float tensor of shape `(batch_size, dim)`.
-        - labels: Optional integer tensor of class ids, shape `(batch_size,)` or
-          `(batch_size, 1)`. Used only when `training` is true.
-        - training: Python boolean. Weights-biased logits are returned only when
-          it is true and `labels` are given.
+        - `features`: Float tensor of shape `(batch_size, dim)`.
+        - `labels`: Optional integer tensor of class ids, shape
+          `(batch_size,)` or `(batch_size, 1)`. Used only when `training` is
+          true.
+        - `training`: Python boolean. Weights-biased logits are returned only
+          when it is true and `labels` are given.
 
     Input shape:
         `(batch_size, dim)`.
@@ -248,6 +250,37 @@ class WSoftmaxHead(keras.layers.Layer):
                 f"Received: a label of {bad}"
             )
 
+    def _assert_label_values(self, labels):
+        """`labels` with a run-time range check where the backend has one.
+
+        A traced TensorFlow graph (`model.fit` without XLA) checks with
+        `tf.debugging` assertions, which raise `InvalidArgumentError` when
+        the step runs. XLA (`jit_compile=True`) compiles assertions away
+        and JAX has no run-time assertions inside `jit`: there labels
+        outside `[0, num_classes)` go unchecked.
+        """
+        if keras.backend.backend() != "tensorflow":
+            return labels
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return labels  # read and checked by `_check_label_values`
+        message = (
+            f"`labels` of layer '{self.name}' must be class ids in "
+            f"[0, {self.num_classes}). Received: labels outside it"
+        )
+        checks = [
+            tf.debugging.assert_greater_equal(
+                labels, tf.cast(0, labels.dtype), message=message
+            ),
+            tf.debugging.assert_less(
+                labels, tf.cast(self.num_classes, labels.dtype),
+                message=message,
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+
     def _normalized_kernel(self):
         kernel = ops.cast(self.kernel, "float32")
         squared = ops.sum(ops.square(kernel), axis=0, keepdims=True)
@@ -261,17 +294,32 @@ class WSoftmaxHead(keras.layers.Layer):
         # backward; the rows of the labelled classes B·K·D forward and
         # 2·B·K·D backward: take the cheaper, at trace time when the batch
         # size is static, otherwise with a `cond` on the actual batch size.
-        def full():
-            gram = ops.matmul(ops.transpose(kernel), kernel)
-            return ops.take(gram, labels, axis=0)
-
-        def rows():
-            label_weights = ops.take(kernel, labels, axis=1)
-            return ops.matmul(ops.transpose(label_weights), kernel)
+        def gram():
+            return ops.matmul(ops.transpose(kernel), kernel)
 
         batch = labels.shape[0]
-        if batch is not None:
-            return full() if self._full_gram_is_cheaper(batch) else rows()
+        if batch is None:
+            return self._dynamic_gram_rows(kernel, labels, gram)
+        if self._full_gram_is_cheaper(batch):
+            return ops.take(gram(), labels, axis=0)
+        label_weights = ops.take(kernel, labels, axis=1)
+        return ops.matmul(ops.transpose(label_weights), kernel)
+
+    def _dynamic_gram_rows(self, kernel, labels, gram):
+        # The gathers stay out of the `cond` branches: TensorFlow's type
+        # inference rejects the sparse gradient of a gather inside a branch
+        # and logs "Type inference failed" (tensorflow#57052). The full
+        # branch picks its rows with a one-hot product instead, 2·B·K²
+        # more multiply-adds, small where that branch is taken (K <= 1.5·B).
+        label_weights = ops.take(kernel, labels, axis=1)
+
+        def full():
+            one_hot = ops.one_hot(labels, self.num_classes, dtype=kernel.dtype)
+            return ops.matmul(one_hot, gram())
+
+        def rows():
+            return ops.matmul(ops.transpose(label_weights), kernel)
+
         return ops.cond(
             self._full_gram_is_cheaper(ops.shape(labels)[0]), full, rows
         )
@@ -296,6 +344,7 @@ class WSoftmaxHead(keras.layers.Layer):
             # z̃_j = z_j exactly; skip the work (and rsqrt's rounding).
             return ops.cast(logits, self.compute_dtype)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        labels = self._assert_label_values(labels)
         alpha = self.alpha
         is_label = ops.one_hot(labels, self.num_classes, dtype="bool")
         # z_y as a masked sum: element-wise work that fuses, where a gather

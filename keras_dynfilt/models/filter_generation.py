@@ -252,7 +252,17 @@ def swapped_filter_model(model):
 
     Returns:
         A `keras.Model` from `[image, filter_image]` to logits.
+
+    Raises:
+        TypeError: if `model` is not a `keras.Model`.
+        ValueError: if it is not a filter-generation network.
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "`model` must be a keras.Model built by "
+            "filter_generation_network(filter_generation=True). "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
     try:
         model.get_layer("reduce1")
     except ValueError:

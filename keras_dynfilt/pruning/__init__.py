@@ -1,6 +1,9 @@
 """Structured pruning: coupled filter groups, masking, compaction, cost."""
 
-from keras_dynfilt.pruning import rules  # noqa: F401 - registers rules
+from keras_dynfilt.pruning import (
+    criteria,  # noqa: F401 - public module
+    rules,  # noqa: F401 - registers rules
+)
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.cost import (
@@ -20,6 +23,8 @@ from keras_dynfilt.pruning.graph import (
 )
 from keras_dynfilt.pruning.latency import inference_latency
 from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.pruner import Pruner, prune
+from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
     Registration,
@@ -30,6 +35,7 @@ from keras_dynfilt.pruning.rules.base import (
     register_channel_rule,
 )
 from keras_dynfilt.pruning.rules.context import RuleContext
+from keras_dynfilt.pruning.tracing import TracedBlock, trace, traced_blocks
 
 __all__ = [
     "ChannelGraph",
@@ -39,6 +45,7 @@ __all__ = [
     "CompactionDifference",
     "FilterGroup",
     "FilterGroups",
+    "GroupChange",
     "HeldFixed",
     "Registration",
     "RuleContext",
@@ -47,12 +54,19 @@ __all__ = [
     "analyze",
     "apply_group_mask",
     "compact",
+    "criteria",
     "filter_groups",
     "inference_latency",
     "get_channel_rule",
     "get_layer_cost",
     "model_cost",
     "print_cost",
+    "prune",
+    "Pruner",
+    "PruningReport",
     "register_channel_rule",
     "register_layer_cost",
+    "trace",
+    "traced_blocks",
+    "TracedBlock",
 ]

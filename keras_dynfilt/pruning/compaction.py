@@ -93,6 +93,19 @@ def _keeps(graph, record, removed):
     return keep_in, keep_out
 
 
+def _check_masks(masks):
+    if not isinstance(masks, dict):
+        raise TypeError(
+            "`masks` must be a dict mapping layer names or FilterGroups to "
+            "boolean keep arrays. Received: masks of type "
+            f"{type(masks).__name__}"
+        )
+    for key, keep in masks.items():
+        # Booleans only: an index array read as a mask removes other filters.
+        where = key.name if isinstance(key, FilterGroup) else key
+        check_keep_mask(keep, None, f"masks[{where!r}]")
+
+
 def _check_nothing_empty(graph, removed):
     for name, record in graph.records.items():
         for slots in record.in_slots + record.out_slots:
@@ -107,13 +120,22 @@ def _check_nothing_empty(graph, removed):
 _ZEROS = keras.saving.serialize_keras_object(keras.initializers.Zeros())
 
 
+def _settable(layer, key):
+    """Whether `layer.key` is a plain attribute (RNN layers expose their
+    cell's initializers as read-only properties)."""
+    if not hasattr(layer, key):
+        return False
+    found = getattr(type(layer), key, None)
+    return not isinstance(found, property) or found.fset is not None
+
+
 def _zero_initializers(config, layer, originals):
     """Builds with zeros: every weight is overwritten anyway, and random
     initializers of new shapes are slow to compile on JAX. The originals are
     put back on the new layer so its config is unchanged."""
     config = dict(config)
     for key, value in config.items():
-        if key.endswith("_initializer") and value is not None and hasattr(
+        if key.endswith("_initializer") and value is not None and _settable(
             layer, key
         ):
             originals[key] = getattr(layer, key)
@@ -271,7 +293,43 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
             target.assign(value)
 
 
+def _third_party(layer):
+    module = type(layer).__module__ or ""
+    return not module.startswith(("keras.", "keras_dynfilt."))
+
+
+def _check_round_trip(graph):
+    """Third-party layers (not traced: barriers, layers with a registered
+    rule) are rebuilt from their own config, as `.keras` loading does;
+    one that cannot be (a `get_config` its `__init__` rejects, a `build`
+    that fails on the shapes of its config) is named, with the defect."""
+    from keras_dynfilt.pruning.tracing import refusal
+
+    for path, record in graph.records.items():
+        layer = record.layer
+        if not _third_party(layer) or is_graph_model(layer):
+            continue
+        try:
+            copy = type(layer).from_config(layer.get_config())
+            build = layer.get_build_config()
+            if build is not None:
+                copy.build_from_config(build)
+        except Exception as e:  # noqa: BLE001 - reported with the layer
+            why = refusal(layer)
+            traced = f" It could not be traced: {why}" if why else ""
+            raise ValueError(
+                f"compact cannot rebuild layer {path!r} "
+                f"({type(layer).__module__}.{type(layer).__name__}) from "
+                "its own config, as `.keras` loading would: "
+                f"`from_config(get_config())` then `build` fails with "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+                "This is a defect of that layer (its config does not "
+                f"rebuild it), not of the model.{traced}"
+            ) from e
+
+
 def _rebuild(graph, model, removed, report):
+    _check_round_trip(graph)
     serialized = keras.saving.serialize_keras_object(model)
     serialized.pop("build_config", None)
     serialized.pop("compile_config", None)
@@ -336,6 +394,10 @@ def compact(model, masks=None, exact=True, data=None):
     change through `get_config` / `from_config` (or are not in their config)
     are fine.
 
+    Custom layers and models with a hand-written `call` are traced first
+    (`keras_dynfilt.pruning.trace`): each traced block comes back as a
+    functional model of its compacted parts (a `UserWarning` names them).
+
     A subclass of `keras.Model` whose `__init__` builds a graph (a backbone
     as model libraries write them, top-level or used as a layer) comes back
     as its own class when its config lists its layers (Keras then rebuilds
@@ -395,16 +457,8 @@ def compact(model, masks=None, exact=True, data=None):
         >>> np.allclose(masked, keras.ops.convert_to_numpy(small(x)), atol=1e-5)
         True
     """
-    if masks is not None and not isinstance(masks, dict):
-        raise TypeError(
-            "`masks` must be a dict mapping layer names or FilterGroups to "
-            f"boolean keep arrays. Received: masks of type "
-            f"{type(masks).__name__}"
-        )
-    for key, keep in (masks or {}).items():
-        # Booleans only: an index array read as a mask removes other filters.
-        where = key.name if isinstance(key, FilterGroup) else key
-        check_keep_mask(keep, None, f"masks[{where!r}]")
+    if masks is not None:
+        _check_masks(masks)
     exact = check_bool(exact, "exact")
     if not exact and data is None:
         raise ValueError(
@@ -418,11 +472,23 @@ def compact(model, masks=None, exact=True, data=None):
     else:
         removed = _removed_from_masks(graph, masks)
     _check_nothing_empty(graph, removed)
-    new_model, report = _rebuild_reported(graph, model, removed)
+    new_model, report = _rebuild_reported(graph, graph.model, removed)
     for path, class_name in report.own_class:
         logging.getLogger(__name__).info(
             "compact: %r (%s) rebuilt as a %s from its config.",
             path, class_name, class_name,
+        )
+    if graph.traced:
+        listed = ", ".join(
+            f"{b.path!r} ({b.class_name})" for b in graph.traced
+        )
+        warnings.warn(
+            "compact traced these layers (their `call`) and rebuilt each "
+            "as a functional model of its own (smaller) sublayers and ops, "
+            f"not as its class: {listed}. The result is a functional "
+            "model; see `keras_dynfilt.pruning.trace`.",
+            UserWarning,
+            stacklevel=2,
         )
     if report.plain:
         listed = "; ".join(

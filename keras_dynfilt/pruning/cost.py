@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_dynfilt import _keras_private
 from keras_dynfilt.pruning.graph import (
+    FilterGroup,
     _variables,
     analyze,
     graph_of,
@@ -225,12 +226,38 @@ def _check_input_shapes(shapes, inputs, input_shape):
             )
 
 
-def model_cost(model, input_shape=None, compacted=False, warn=True):
+def _removed_units(model, masks):
+    """`(graph, removed roots)` for `masks` as `compact` reads them."""
+    # Imported here: compaction prices nothing, but imports this package.
+    from keras_dynfilt.pruning.compaction import (
+        _check_masks,
+        _check_nothing_empty,
+        _removed_from_masks,
+    )
+
+    _check_masks(masks)
+    graphs = {id(k.graph): k.graph for k in masks if isinstance(k, FilterGroup)}
+    graph = next(iter(graphs.values())) if len(graphs) == 1 and all(
+        isinstance(k, FilterGroup) for k in masks
+    ) else None
+    if graph is None or graph.model is not model:
+        graph = analyze(model)  # layer names: the model's current graph
+    removed = _removed_from_masks(graph, masks)
+    _check_nothing_empty(graph, removed)
+    return graph, removed
+
+
+def model_cost(
+    model, input_shape=None, compacted=False, warn=True, masks=None
+):
     """Counts parameters and multiply-adds per layer and in total.
 
     With `compacted=True` it prices the model `compact(model)` would build
-    (units whose masked parameters are all zero removed) without building
-    it: cheap enough for a pruning callback to log every epoch.
+    (units whose masked parameters are all zero removed), and with `masks`
+    the model `compact(model, masks)` would build, without building it:
+    cheap enough for a pruning callback to log every epoch, or for a
+    search over masks (`keras_dynfilt.pruning.prune`) to price each
+    candidate.
 
     Args:
         model: A functional or built Sequential `keras.Model`.
@@ -239,6 +266,10 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
             input size is not fixed; defaults to the model's input shapes.
         compacted: Boolean, price the compacted model instead (params
             of the whole model are then the sum of the per-layer counts).
+        masks: Optional dict, as `compact` takes it (`FilterGroup`s of
+            `filter_groups(model)` or producer layer names mapped to
+            boolean keep arrays): price the model without the units they
+            remove. The model's weights are not read.
         warn: Boolean, whether to warn (`UserWarning`) when layers with
             weights have no cost formula: `macs` then leaves them out, and
             a fraction of it is a fraction of part of the network.
@@ -266,6 +297,9 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
             "`input_shape` must be None, a tuple of dimensions or a list of "
             f"tuples. Received: input_shape={input_shape!r}"
         )
+    from keras_dynfilt.pruning.tracing import trace
+
+    model = trace(model)
     graph = graph_of(model)
     if input_shape is None:
         shapes = [tuple(x.shape[1:]) for x in graph.inputs]
@@ -283,10 +317,17 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
         )
     if input_shape is not None:
         _check_input_shapes(shapes, graph.inputs, input_shape)
+    if compacted and masks is not None:
+        raise ValueError(
+            "Pass `compacted=True` (price the zeroed units) or `masks` "
+            "(price the given ones), not both."
+        )
     pruned = None
     if compacted:
         pruned_graph = analyze(model)
         pruned = (pruned_graph, zero_units(pruned_graph))
+    elif masks is not None:
+        pruned = _removed_units(model, masks)
     specs = [
         keras.KerasTensor((1,) + s, dtype=x.dtype)
         for s, x in zip(shapes, graph.inputs)
@@ -294,7 +335,7 @@ def model_cost(model, input_shape=None, compacted=False, warn=True):
     found = []
     _walk(model, specs, (), set(), found, pruned)
     params = model.count_params()
-    if compacted:
+    if pruned is not None:
         params = sum(c.params for c in found)
     cost = ModelCost(found, params)
     if warn and not cost.complete:

@@ -179,12 +179,16 @@ class FilterGroups(list):
         graph: The `ChannelGraph` the groups come from.
         barriers: List of `Barrier(layer, class_name, reason)`: layers the
             engine treated as barriers.
+        traced: List of `TracedBlock(path, class_name)`: the custom layers
+            and subclassed models whose `call` was traced into their parts
+            (see `keras_dynfilt.pruning.trace`).
     """
 
     def __init__(self, groups, graph):
         super().__init__(groups)
         self.graph = graph
         self.barriers = graph.barriers
+        self.traced = list(getattr(graph, "traced", []))
 
     def held_fixed(self):
         """The producer filters that cannot be pruned, grouped by reason.
@@ -466,6 +470,9 @@ class ChannelGraph(RuleContext):
         out_shapes = [tuple(t.shape) for t in node.output_tensors]
         if rule is None:
             reason = f"no channel rule registered for {type(layer).__name__}"
+            refused = _tracing().refusal(layer)
+            if refused is not None:
+                reason += f"; it was not traced: {refused}"
             if isinstance(layer, (Functional, keras.Sequential)):
                 reason = "a model class that overrides `call` (its graph is "
                 reason += "not what it computes)"
@@ -562,9 +569,21 @@ class ChannelGraph(RuleContext):
         return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
 
 
+def _tracing():
+    from keras_dynfilt.pruning import tracing
+
+    return tracing
+
+
 def analyze(model, exact=True):
-    """Builds the `ChannelGraph` of a functional or Sequential model."""
-    return ChannelGraph(model, exact=check_bool(exact, "exact"))
+    """Builds the `ChannelGraph` of a model (custom layers and subclassed
+    models traced first, see `keras_dynfilt.pruning.trace`); `exact` as in
+    `filter_groups`."""
+    exact = check_bool(exact, "exact")
+    traced, blocks = _tracing()._traced(model)
+    graph = ChannelGraph(traced, exact=exact)
+    graph.traced = list(blocks)
+    return graph
 
 
 def filter_groups(model, warn=True, exact=True):

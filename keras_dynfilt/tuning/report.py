@@ -5,8 +5,9 @@ import glob
 import json
 import math
 import os
+import warnings
 
-from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX
+from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX, trial_number
 
 
 @dataclasses.dataclass
@@ -58,6 +59,11 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
+def _label(trial):
+    number = trial.get("number")
+    return f"#{number}" if number is not None else str(trial["trial_id"])
+
+
 def _trial_record(trial, runs):
     metrics = {}
     for name in trial.metrics.metrics:
@@ -68,6 +74,9 @@ def _trial_record(trial, runs):
     records = runs.get(trial.trial_id, [])
     seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
     return {
+        # KerasTuner's console number: the report, the plot and the
+        # examples use it, so that they agree with the console.
+        "number": trial_number(trial.trial_id),
         "trial_id": trial.trial_id,
         "status": str(trial.status),
         "hyperparameters": dict(trial.hyperparameters.values),
@@ -100,22 +109,27 @@ def _markdown(report, names):
         f"{len(report.trials) - len(report.failed)} completed, "
         f"{len(report.failed)} not.",
         "",
-        f"Best: trial {best['trial_id']}, {objective['name']} = "
+        f"Best: trial {_label(best)} (id {best['trial_id']!r}), "
+        f"{objective['name']} = "
         f"{_format(best['objective'])}, "
         + ", ".join(
             f"{k} = {_format(v)}" for k, v in best["hyperparameters"].items()
         ),
         "",
-        "| trial | status | "
+        "Trials are numbered as KerasTuner's console numbers them "
+        "(\"Running Trial #N\"); the id is KerasTuner's trial id.",
+        "",
+        "| trial | id | status | "
         + " | ".join(names)
         + f" | {objective['name']} | seconds | tuner |",
-        "|---|---|" + "---|" * len(names) + "---|---|---|",
+        "|---|---|---|" + "---|" * len(names) + "---|---|---|",
     ]
     for trial in report.trials:
         hps = trial["hyperparameters"]
         mark = " (best)" if trial is best else ""
         lines.append(
-            f"| {trial['trial_id']}{mark} | {trial['status']} | "
+            f"| {_label(trial)}{mark} | {trial['trial_id']} | "
+            f"{trial['status']} | "
             + " | ".join(_format(hps.get(n)) for n in names)
             + f" | {_format(trial['objective'])} | "
             f"{_format(trial['seconds'])} | {_format(trial['tuner_id'])} |"
@@ -134,7 +148,7 @@ def _markdown(report, names):
         ]
         for trial in report.trials:
             lines.append(
-                f"| {trial['trial_id']} | "
+                f"| {_label(trial)} | "
                 + " | ".join(
                     _format(trial["metrics"].get(m)) for m in metric_names
                 )
@@ -144,7 +158,7 @@ def _markdown(report, names):
         lines += ["", "## Trials that did not complete", ""]
         for trial in report.failed:
             lines.append(
-                f"- trial {trial['trial_id']} ({trial['status']}): "
+                f"- trial {_label(trial)} ({trial['status']}): "
                 f"`{trial['error']}`"
             )
     return "\n".join(lines) + "\n"
@@ -157,6 +171,11 @@ def _plot(report, names, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:  # matplotlib is the `plot` extra
+        warnings.warn(
+            f"matplotlib is not installed: {path} is not written. Install "
+            "the `plot` extra: pip install 'keras-dynfilt[plot]'",
+            stacklevel=3,
+        )
         return None
     completed = [t for t in report.trials if t["objective"] is not None]
     objective = report.objective
@@ -180,7 +199,10 @@ def _plot(report, names, path):
     )
     axes = list(axes[0])
     ax = axes.pop(0)
-    order = [i + 1 for i, t in enumerate(report.trials)]
+    order = [
+        t["number"] if t["number"] is not None else i + 1
+        for i, t in enumerate(report.trials)
+    ]
     values = [t["objective"] for t in report.trials]
     done = [(i, v) for i, v in zip(order, values) if v is not None]
     better = max if objective["direction"] == "max" else min
@@ -193,7 +215,7 @@ def _plot(report, names, path):
     for i, t in zip(order, report.trials):
         if t["objective"] is None:
             ax.axvline(i, color="red", alpha=0.3)
-    ax.set_xlabel("trial (in id order; red: not completed)")
+    ax.set_xlabel("trial # (as KerasTuner's console; red: not completed)")
     ax.set_ylabel(objective["name"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

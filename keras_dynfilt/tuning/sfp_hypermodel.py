@@ -36,9 +36,9 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
 
     After training, the final (hard) mask is applied, the masked model is
     evaluated on the validation data (it computes the same function as the
-    compacted model), and `keras_dynfilt.pruning.compact` +
-    `keras_dynfilt.pruning.model_cost` count the multiply-adds (MACs) of
-    the physically smaller model. The trial reports `val_accuracy`,
+    compacted model), and `keras_dynfilt.pruning.model_cost(model,
+    masks=...)` counts the multiply-adds (MACs) of the physically smaller
+    model from the final masks, without building it. The trial reports `val_accuracy`,
     `macs`, `full_macs`, `flops_fraction` (compacted MACs / full MACs) and
     the objective `score` (maximised), which is one of:
 
@@ -255,9 +255,9 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
             )
         accuracy = float(evaluated[self.accuracy_metric])
         full_macs = model_cost(model).macs
-        small = sfp.compact_model()
-        macs = model_cost(small).macs
-        del small
+        # The compacted model's MACs, priced from the final masks.
+        masks = {g: keep for (g, _), keep in zip(sfp.groups, sfp.masks)}
+        macs = model_cost(model, masks=masks).macs
         metrics = {
             "score": self.score(accuracy, macs, full_macs),
             "val_accuracy": accuracy,

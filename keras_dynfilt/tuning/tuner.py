@@ -4,6 +4,7 @@ import json
 import numbers
 import os
 import time
+import warnings
 import zlib
 
 import keras
@@ -77,6 +78,21 @@ def _check_positive_int(value, name, allow_none=False):
     return int(value)
 
 
+def trial_number(trial_id):
+    """KerasTuner's console number of a trial ("Search: Running Trial #N").
+
+    The oracle numbers trials from 1 in creation order and names them by
+    the 0-based count, zero-padded (`"05"` is `#6`); `None` for an id that
+    is not a count.
+    """
+    return int(trial_id) + 1 if str(trial_id).isdigit() else None
+
+
+def _trial_label(trial_id):
+    number = trial_number(trial_id)
+    return f"#{number}" if number is not None else repr(trial_id)
+
+
 def _trial_seed(seed, trial_id):
     trial_id = str(trial_id)
     offset = int(trial_id) if trial_id.isdigit() else zlib.crc32(
@@ -100,6 +116,11 @@ class TunerMixin:
 
     _keras_dynfilt_seed = 0
 
+    def trial_seed(self, trial_id):
+        """The seed trial `trial_id` ran under: a retraining of its
+        hyperparameters with it starts from the trial's initial weights."""
+        return _trial_seed(self._keras_dynfilt_seed, trial_id)
+
     def on_trial_begin(self, trial):
         self._keras_dynfilt_start = time.time()
         keras.utils.set_random_seed(
@@ -121,7 +142,7 @@ class TunerMixin:
             message = (trial.message or "").strip().splitlines()
             record["error"] = message[-1] if message else None
             print(
-                f"Trial {trial.trial_id} {trial.status}: "
+                f"Trial {_trial_label(trial.trial_id)} {trial.status}: "
                 f"{record['error']}",
                 flush=True,
             )
@@ -153,9 +174,23 @@ class TunerMixin:
         ]
 
     def get_best_models(self, num_models=1):
-        return [
-            self.load_model(t) for t in self._completed_best_trials(num_models)
-        ]
+        # KerasTuner's checkpoints hold the optimizer's state; the model it
+        # rebuilds has a fresh (unbuilt or partly built) optimizer, so Keras
+        # warns that it skips that state. The models are returned for
+        # inference or a new `compile`, as in KerasTuner: the warning says
+        # nothing to act on.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Skipping variable loading for optimizer '[^']*', "
+                r"because it has \d+ variables whereas the saved optimizer "
+                r"has \d+ variables",
+                category=UserWarning,
+            )
+            return [
+                self.load_model(t)
+                for t in self._completed_best_trials(num_models)
+            ]
 
 
 def make_tuner(

@@ -688,7 +688,8 @@ def test_resume_from_masked_backup_adopts_the_zeros():
         ({"pruning_rate": {}}, ValueError, r"must not be an empty dict"),
         ({"pruning_rate": {3: 0.3}}, TypeError, r"keys must be layer names"),
         ({"criterion": "l3"}, ValueError,
-         r"`criterion` must be one of \('l2', 'l1', 'fpgm'\).*'l3'"),
+         r"`criterion` must be one of \('l1', 'l2', 'fpgm', 'random', "
+         r"'bn_scale', 'lamp'\).*'l3'"),
         ({"frequency": 0}, ValueError, r"`frequency` must be a positive.*0"),
         ({"frequency": 1.5}, ValueError, r"frequency=1.5"),
         ({"layers": [3]}, TypeError, r"`layers` must be a list of layer"),

@@ -349,29 +349,43 @@ def test_renamed_and_nameless_layers_are_matched_by_position():
     assert small.get_layer("c2").kernel.shape == (3, 3, 4, 5)
 
 
-@pytest.mark.parametrize("fn", [filter_groups, compact, model_cost])
-def test_models_without_a_graph_are_refused_with_a_way_out(fn):
-    model = Handwritten()
-    model(np.zeros((1, 8, 8, 3), "float32"))
-    with pytest.raises(TypeError, match=r"Handwritten has no graph to "
-                       r"analyse.*keras\.Model\(inputs, outputs\).*Received: "
-                       r"model of type Handwritten"):
-        fn(model)
+def _check_traced(model, x):
+    """Masked == compacted for a model the engine had to trace."""
+    randomize(model)
+    zero_random_units(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = compact(model)
+    assert max_relative_difference(run(model, x), run(small, x)) <= 1e-5
+    assert model_cost(small).macs < model_cost(model).macs
+    return small
+
+
+def test_models_with_a_handwritten_call_are_traced():
+    # Once refused (no graph); now traced (tests/pruning/test_zoo_tracing.py).
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    model = Handwritten(name="hand")
+    model(x)
+    groups = filter_groups(model, warn=False)
+    assert groups.traced[0].class_name == "Handwritten"
+    assert [g.size for g in groups] == [4] and not groups.barriers
+    _check_traced(model, x)
     inputs = keras.Input((8, 8, 3))
     overriding = OverridingBackbone(inputs, _graph(inputs, 4), name="ovr")
-    with pytest.raises(TypeError, match=r"OverridingBackbone builds a graph "
-                       r"but overrides `call`"):
-        fn(overriding)
+    groups = filter_groups(overriding, warn=False)
+    assert groups and not groups.barriers
+    assert type(_check_traced(overriding, x)) is not OverridingBackbone
 
 
-def test_overriding_subclass_used_as_a_layer_is_a_barrier():
+def test_overriding_subclass_used_as_a_layer_is_traced():
     inputs = keras.Input((8, 8, 3))
     overriding = OverridingBackbone(inputs, _graph(inputs, 4), name="ovr")
     model = _classifier(overriding)
-    with pytest.warns(UserWarning, match=r"ovr \(OverridingBackbone: a model "
-                      r"class that overrides `call`"):
-        groups = filter_groups(model)
-    assert [g.name for g in groups] == []
+    groups = filter_groups(model, warn=False)
+    assert [b.path for b in groups.traced] == ["ovr"]
+    assert groups and not groups.barriers
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    _check_traced(model, x)
 
 
 def test_incomplete_cost_warns_and_prints_the_uncounted_layers(capsys):

@@ -122,7 +122,7 @@ def test_barriers_are_reported_and_block_pruning(make, reason):
     "make",
     [
         lambda x: L.LayerNormalization()(x),
-        lambda x: L.GroupNormalization(groups=2)(x),
+        # (GroupNormalization prunes whole groups: test_zoo_layers.py.)
         lambda x: L.Activation("sigmoid")(x),
     ],
 )
@@ -193,7 +193,9 @@ def test_registry_and_model_validation():
         def call(self, x):
             return x
 
-    with pytest.raises(TypeError, match=r"functional or Sequential.*Sub"):
+    # A hand-written `call` is traced (tests/pruning/test_zoo_tracing.py);
+    # unbuilt, its input shapes are unknown.
+    with pytest.raises(TypeError, match=r"trace model 'sub' \(Sub\).*build"):
         filter_groups(Sub())
     with pytest.raises(ValueError, match=r"Sequential model must be built"):
         filter_groups(keras.Sequential([L.Dense(2)]))

@@ -17,7 +17,11 @@ from keras import ops
 
 from keras_dynfilt.pruning.rules.base import (
     ChannelRule,
+    TensorSlots,
     WeightAxis,
+    _variables,
+    get_channel_rule,
+    get_layer_cost,
     register_channel_rule,
     register_layer_cost,
 )
@@ -209,7 +213,8 @@ class BatchNormalizationRule(PassThrough):
 
 
 class NormalizationOverChannelsRule(PassThrough):
-    """LayerNormalization / GroupNormalization: statistics over channels.
+    """LayerNormalization: statistics over channels (GroupNormalization
+    has `GroupNormalizationRule`, by whole groups).
 
     The mean and variance over the channel axis change when channels are
     removed, so the input channels are fixed (never pruned); normalising
@@ -494,29 +499,52 @@ class FlattenRule(ChannelRule):
 
 
 class ReshapeRule(ChannelRule):
-    """Reshape keeping the last axis, or flattening to `(batch, units)`."""
+    """The `Reshape` layer and `keras.ops.reshape`: one rule for both.
+
+    Reshaping keeps the elements' order, so element `p * C + c` of the
+    input (channel `c`) lands on output channel `(p * C + c) mod D`. When
+    the output's last axis `D` is a multiple of the input's channels `C`
+    (the same axis, a flatten, `(H, W, C) -> (H, W * C)`), that is channel
+    `c` again, every `C` positions: the output's slots are the input's,
+    tiled `D / C` times, and removing a channel shrinks `D` with it. A
+    reshape that splits the channels across axes (`Conv2D(36)` then
+    `Reshape((-1, 4))`, the anchor heads of detectors) holds its channels
+    fixed; its target shape is never rewritten.
+
+    Args:
+        key: The config key of the target shape (`"target_shape"` for the
+            layer, `"newshape"` for the op).
+    """
 
     elementwise = True
 
+    def __init__(self, key="target_shape"):
+        self.key = key
+
+    def macs(self, layer, ins, outs):
+        return 0
+
     def propagate(self, ctx, layer, inputs, output_shapes):
-        in_shape, out_shape = inputs[0].shape, output_shapes[0]
-        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
-            return [inputs[0].slots]
-        size = _spatial_size(in_shape)
-        if len(out_shape) == 2 and size is not None:
-            return [np.tile(inputs[0].slots, size)]
-        return ctx.barrier(
-            layer, inputs, output_shapes, "reshape mixes the channel axis"
-        )
+        channels, width = inputs[0].shape[-1], output_shapes[0][-1]
+        if len(inputs) != 1 or channels is None or width is None:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "reshape of unknown widths"
+            )
+        if width % channels == 0:
+            return [np.tile(inputs[0].slots, width // channels)]
+        reason = "reshape splits the channel axis"
+        ctx.fix(inputs[0].slots, reason)
+        slots = ctx.new_zeros(width)
+        ctx.fix(slots, reason)
+        return [slots]
 
     def compact_config(self, layer, config, keep_in, keep_out):
-        target = list(config["target_shape"])
-        if target[-1] != -1:
-            if len(target) == 1:
-                target[-1] = int(keep_out[0].sum())
-            else:
-                target[-1] = int(keep_in[0].sum())
-        return {**config, "target_shape": tuple(target)}
+        target = list(config[self.key])
+        width = len(keep_out[0])
+        if width % len(keep_in[0]) or target[-1] in (-1, None):
+            return config  # channels held, or the last axis is inferred
+        target[-1] = int(keep_out[0].sum())
+        return {**config, self.key: type(config[self.key])(target)}
 
 
 class InputLayerRule(ChannelRule):
@@ -617,6 +645,236 @@ class MaxPoolingRule(PassThrough):
         return [ctx.reset_live(slots, [live for _, live in found])]
 
 
+class GroupNormalizationRule(ChannelRule):
+    """GroupNormalization over the channel axis: whole groups are units.
+
+    Channel `c` belongs to group `c // (channels / groups)`; the channels of
+    one group are coupled, so a removed unit is a whole group (and the
+    filters feeding it). The other groups' statistics do not change.
+    Masking zeroes the group's gamma and beta: its output is 0 whatever
+    comes in (with `scale=False`, a removed group must receive zeros).
+    `groups` shrinks with the kept groups.
+    """
+
+    elementwise = True
+    pointwise = False
+
+    def macs(self, layer, ins, outs):
+        return per_element_macs(layer, ins, outs)
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        rank = len(output_shapes[0])
+        if not _last_axis(layer.axis, rank):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "normalises a non-last axis"
+            )
+        slots = inputs[0].slots
+        groups = len(slots) if layer.groups == -1 else layer.groups
+        per = len(slots) // groups
+        for g in range(groups):
+            members = slots[g * per:(g + 1) * per]
+            ctx.couple(members, np.repeat(members[:1], per))
+        if layer.scale:
+            return [ctx.with_live(slots, False)]
+        ctx.require_zero(slots)
+        return [slots]
+
+    def weights(self, layer, in_slots, out_slots):
+        slots = in_slots[0]
+        found = {}
+        if layer.scale:
+            found["gamma"] = [WeightAxis(0, slots, True)]
+        if layer.center:
+            found["beta"] = [WeightAxis(0, slots, True)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        if layer.groups == -1:
+            return config
+        per = len(keep_in[0]) // layer.groups
+        return {**config, "groups": int(keep_in[0].sum()) // per}
+
+
+def _held(ctx, shape, reason):
+    """Fixed slots for an output that is never pruned."""
+    if len(shape) < 2 or shape[-1] is None:
+        return None
+    slots = ctx.new_zeros(shape[-1])
+    ctx.fix(slots, reason)
+    return slots
+
+
+def _strip_build(serialized):
+    """A nested layer config without its build shapes (they name the
+    original input width)."""
+    serialized = dict(serialized)
+    serialized.pop("build_config", None)
+    return serialized
+
+
+class RecurrentRule(ChannelRule):
+    """SimpleRNN, LSTM, GRU, ConvLSTM1D/2D/3D and Bidirectional: consumers
+    of their input features.
+
+    Every weight named `kernel` (the input kernel of each cell; both
+    directions of a `Bidirectional`) has the input features on axis -2:
+    `(features, gates * units)`, or `(..., features, gates * filters)` for
+    ConvLSTM; its rows are sliced with the channels feeding the layer. The
+    recurrent width and the outputs (sequences and states) stay fixed.
+    """
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if not _channels_last(layer):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        for t in inputs[1:]:  # initial states, constants: not pruned
+            ctx.fix(t.slots, f"a state of {type(layer).__name__}")
+        return [
+            _held(ctx, shape, "the recurrent width is held fixed")
+            for shape in output_shapes
+        ]
+
+    def weights(self, layer, in_slots, out_slots):
+        found = {}
+        for key, variable in _variables(layer).items():
+            if variable.name == "kernel":
+                found[key] = [WeightAxis(-2, in_slots[0], False)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        config = dict(config)
+        for key in ("layer", "backward_layer"):  # Bidirectional
+            if isinstance(config.get(key), dict):
+                config[key] = _strip_build(config[key])
+        return config
+
+    def macs(self, layer, ins, outs):
+        """Per step: `gates x units x (features + units)` (LSTM 4 gates,
+        GRU 3, SimpleRNN 1); ConvLSTM: the input and recurrent convolutions
+        of its 4 gates over the output positions. Times the steps."""
+        if isinstance(layer, L.Bidirectional):
+            return sum(
+                self.macs(inner, ins, outs)
+                for inner in (layer.forward_layer, layer.backward_layer)
+            )
+        steps, features = int(ins[0][1]), int(ins[0][-1])
+        if isinstance(layer, (L.LSTM, L.GRU, L.SimpleRNN)):
+            gates = {L.LSTM: 4, L.GRU: 3, L.SimpleRNN: 1}[type(layer)]
+            units = layer.units
+            return steps * gates * units * (features + units)
+        filters = layer.filters
+        spatial = outs[0][2:-1] if layer.return_sequences else outs[0][1:-1]
+        return steps * _prod(spatial) * _prod(layer.kernel_size) * 4 * (
+            filters * (features + filters)
+        )
+
+
+def _drop_time(shape):
+    return (shape[0],) + tuple(shape[2:])
+
+
+class TimeDistributedRule(ChannelRule):
+    """`TimeDistributed(inner)`: the inner layer's rule on each step, its
+    cost times the steps; the wrapped layer's config is compacted."""
+
+    elementwise = True
+
+    def _inner(self, layer):
+        return get_channel_rule(layer.layer)
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        inner = self._inner(layer)
+        if inner is None:
+            return ctx.barrier(
+                layer, inputs, output_shapes,
+                "no channel rule registered for the wrapped "
+                f"{type(layer.layer).__name__}",
+            )
+        if not inner.elementwise:
+            for t in inputs:
+                ctx.require_zero(t.slots)
+        inner_inputs = [
+            TensorSlots(_drop_time(t.shape), t.slots) for t in inputs
+        ]
+        return inner.propagate(
+            ctx, layer.layer, inner_inputs,
+            [_drop_time(s) for s in output_shapes],
+        )
+
+    def _outer_keys(self, layer):
+        """The wrapped layer's weight keys -> the wrapper's (the same
+        variables)."""
+        outer = {id(v): k for k, v in _variables(layer).items()}
+        return {
+            k: outer[id(v)] for k, v in _variables(layer.layer).items()
+        }
+
+    def weights(self, layer, in_slots, out_slots):
+        keys = self._outer_keys(layer)
+        found = self._inner(layer).weights(layer.layer, in_slots, out_slots)
+        return {keys[k]: axes for k, axes in found.items()}
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        inner = _strip_build(config["layer"])
+        inner["config"] = self._inner(layer).compact_config(
+            layer.layer, inner["config"], keep_in, keep_out
+        )
+        return {**config, "layer": inner}
+
+    def filter_kernel(self, layer):
+        found = self._inner(layer).filter_kernel(layer.layer)
+        if found is None:
+            return None
+        return self._outer_keys(layer)[found[0]], found[1]
+
+    def filter_matrix(self, layer):
+        return self._inner(layer).filter_matrix(layer.layer)
+
+    def filter_kernel_positions(self, layer):
+        keys = self._outer_keys(layer)
+        return [
+            (keys[key], axis, index)
+            for key, axis, index in self._inner(layer).filter_kernel_positions(
+                layer.layer
+            )
+        ]
+
+    def macs(self, layer, ins, outs):
+        fn = get_layer_cost(layer.layer)
+        if fn is None:  # a weightless wrapped layer costs 0, as outside
+            return 0
+        inner = fn(
+            layer.layer, [_drop_time(s) for s in ins],
+            [_drop_time(s) for s in outs],
+        )
+        return int(ins[0][1]) * int(inner)
+
+
+class ResizingRule(PassThrough):
+    """`Resizing` (and `keras.ops.image.resize`): every interpolation is a
+    weighted sum within one channel, so a zero channel stays zero; padding
+    to the aspect ratio with a non-zero `fill_value` makes it non-zero when
+    removed. Not counted (a few multiply-adds per output, as pooling)."""
+
+    def macs(self, layer, ins, outs):
+        return 0
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if len(inputs) != 1:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "a tensor size argument"
+            )
+        outputs = super().propagate(ctx, layer, inputs, output_shapes)
+        if outputs[0] is not inputs[0].slots:
+            return outputs
+        if getattr(layer, "pad_to_aspect_ratio", False) and (
+            getattr(layer, "fill_value", 0.0) != 0
+        ):
+            return [ctx.with_live(outputs[0], True, "fill_value != 0")]
+        return outputs
+
+
 #: The `RuleContext.annotate` key of a `-inf` spatial padding.
 NEG_INF_PADS = "neg_inf_pads"
 
@@ -652,7 +910,14 @@ def _register():
     register_channel_rule(L.BatchNormalization, BatchNormalizationRule())
     # LayerNormalization and RMSNormalization (exact or inexact mode):
     # `transformers`.
-    register_channel_rule(L.GroupNormalization, NormalizationOverChannelsRule())
+    register_channel_rule(L.GroupNormalization, GroupNormalizationRule())
+    recurrent = RecurrentRule()
+    for name in ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D",
+                 "ConvLSTM3D", "Bidirectional"):
+        if hasattr(L, name):
+            register_channel_rule(getattr(L, name), recurrent)
+    register_channel_rule(L.TimeDistributed, TimeDistributedRule())
+    register_channel_rule(L.Resizing, ResizingRule())
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         register_channel_rule(cls, ProducerRule("filters"))
     for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):

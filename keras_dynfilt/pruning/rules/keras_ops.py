@@ -14,9 +14,10 @@ the node's arguments. Each gets the channel rule of its layer equivalent:
   node's own constants (`x * 2.0` keeps 0, `x + 3.0` does not);
 - `concatenate` (channel offsets), `split` along channels (each output a
   slice; the reverse of `Concatenate`), `pad` (spatial: pass-through;
-  channel axis: like `ChannelPadding`), `reshape` (as the `Reshape` layer,
-  batch axis included), reductions (`mean`, `max`, `sum`, ...) over other
-  axes than channels.
+  channel axis: like `ChannelPadding`), `reshape` (the `Reshape` layer's
+  rule, batch axis included), `image.resize` (the `Resizing` layer's),
+  indexing that keeps the channel axis whole, reductions (`mean`, `max`,
+  `sum`, ...) over other axes than channels.
 
 A constant operand with one value per channel cannot be sliced on
 compaction (it lives in the node's arguments): such a node is a barrier.
@@ -40,7 +41,12 @@ from keras_dynfilt.pruning.rules.base import (
     register_channel_rule,
     register_layer_cost,
 )
-from keras_dynfilt.pruning.rules.keras_layers import NEG_INF_PADS, merge_slots
+from keras_dynfilt.pruning.rules.keras_layers import (
+    NEG_INF_PADS,
+    ReshapeRule,
+    ResizingRule,
+    merge_slots,
+)
 
 _KerasTensor = keras.KerasTensor
 
@@ -307,29 +313,58 @@ class PadOpRule(_OpRule):
         return {**config, "pad_width": pads.tolist()}
 
 
-class ReshapeOpRule(_OpRule):
-    """`keras.ops.reshape` (the new shape includes the batch axis): keeps
-    the last axis, or flattens to `(batch, units)`."""
+class ResizeOpRule(ResizingRule):
+    """`keras.ops.image.resize`: the `Resizing` layer's rule."""
 
     elementwise = True
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        in_shape, out_shape = inputs[0].shape, output_shapes[0]
-        if out_shape[-1] == in_shape[-1] and len(out_shape) > 1:
-            return [inputs[0].slots]
-        dims = in_shape[1:-1]
-        if len(out_shape) == 2 and all(d is not None for d in dims):
-            size = int(np.prod(dims, dtype=np.int64)) if dims else 1
-            return [np.tile(inputs[0].slots, size)]
-        return ctx.barrier(
-            layer, inputs, output_shapes, "reshape mixes the channel axis"
-        )
+        fmt = layer.data_format or keras.config.image_data_format()
+        if fmt != "channels_last":
+            return ctx.barrier(
+                layer, inputs, output_shapes, "data_format='channels_first'"
+            )
+        return super().propagate(ctx, layer, inputs, output_shapes)
 
-    def compact_config(self, layer, config, keep_in, keep_out):
-        shape = list(config["newshape"])
-        if shape[-1] != -1:
-            shape[-1] = int(keep_out[0].sum())
-        return {**config, "newshape": shape}
+
+def _index_key(node):
+    args = node.arguments.args
+    return args[1] if len(args) > 1 else node.arguments.kwargs.get("key")
+
+
+def _keeps_last_axis(key, rank):
+    """Whether indexing with `key` keeps the last axis whole."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is None for k in key):
+        return False  # new axes: positions move
+    if any(k is Ellipsis for k in key):
+        after = key[[k is Ellipsis for k in key].index(True) + 1:]
+        last = after[-1] if after else slice(None)
+    elif len(key) < rank:
+        last = slice(None)
+    else:
+        last = key[rank - 1]
+    return isinstance(last, slice) and last == slice(None)
+
+
+class GetItemOpRule(_OpRule):
+    """`x[...]` keeping the channel axis whole (spatial slicing,
+    `x[:, ::2, ::2, :]`, `x[:, 1:]`): a pass-through; an index on the
+    channel axis, or a new axis, is a barrier."""
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        node = ctx.node
+        rank = len(inputs[0].shape)
+        if len(node.input_tensors) != 1 or not _keeps_last_axis(
+            _index_key(node), rank
+        ) or len(output_shapes[0]) < 2 or (
+            output_shapes[0][-1] != inputs[0].shape[-1]
+        ):
+            return ctx.barrier(
+                layer, inputs, output_shapes, "indexes the channel axis"
+            )
+        return [inputs[0].slots]
 
 
 class ReduceOpRule(_OpRule):
@@ -401,7 +436,12 @@ def _register():
     add(op_class("numpy", "Concatenate"), ConcatenateOpRule())
     add(op_class("numpy", "Split"), SplitOpRule())
     add(op_class("numpy", "Pad"), PadOpRule())
-    add(op_class("numpy", "Reshape"), ReshapeOpRule())
+    add(op_class("numpy", "Reshape"), ReshapeRule("newshape"))
+    add(op_class("numpy", "GetItem"), GetItemOpRule())
+    add(op_class("image", "Resize"), ResizeOpRule())
+    # `Functional.call` on symbolic inputs (a traced model subclass calling
+    # `super().call`) converts them: an identity on channels.
+    add(op_class("core", "ConvertToTensor"), ElementwiseOpRule())
     add(op_class("nn", "Softmax"), SoftmaxOpRule())
     # No channel rule (a barrier), but priced as a dense layer.
     matmul = op_class("numpy", "Matmul")

@@ -1,0 +1,271 @@
+"""Pruning coverage over models nobody here wrote (keras-hub backbones).
+
+Builds tiny keras-hub backbones from their constructors (never presets, no
+download), and for each runs the four checks of the zoo: prunable groups
+found, masked == compacted, fewer MACs and parameters, `.keras` reload with
+`safe_mode=True`. Prints a table and writes JSON.
+
+    PYTHONPATH=. python benchmarks/third_party_coverage.py \
+        --out benchmarks/results/third_party_coverage.json
+
+keras-hub is optional (never needed by the library or CI): install it with
+`pip install --no-deps keras-hub` plus `regex` and `tokenizers`.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import traceback
+import warnings
+
+import keras
+import numpy as np
+
+from keras_dynfilt.pruning import compact, filter_groups, model_cost
+
+
+def _mobilenet():
+    from keras_hub.models import MobileNetBackbone
+
+    return MobileNetBackbone(
+        stackwise_expansion=[[16, 24], [32, 48]],
+        stackwise_num_blocks=[2, 2],
+        stackwise_num_filters=[[8, 8], [16, 16]],
+        stackwise_kernel_size=[[3, 3], [5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1]],
+        stackwise_se_ratio=[[None, None], [0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
+        stackwise_padding=[[1, 1], [2, 2]],
+        output_num_filters=32,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        last_layer_filter=48,
+        squeeze_and_excite=0.5,
+        image_shape=(32, 32, 3),
+        input_num_filters=8,
+    )
+
+
+def _resnet():
+    from keras_hub.models import ResNetBackbone
+
+    return ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],  # keras-hub requires 64 first
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+    )
+
+
+def _hgnetv2():
+    from keras_hub.models import HGNetV2Backbone
+
+    return HGNetV2Backbone(
+        depths=[1, 1],
+        embedding_size=8,
+        hidden_sizes=[16, 32],
+        stem_channels=[3, 8, 8],
+        hidden_act="relu",
+        use_learnable_affine_block=False,
+        stackwise_stage_filters=[
+            [8, 8, 16, 1, 2, 3],
+            [16, 8, 32, 1, 2, 3],
+        ],
+        apply_downsample=[False, True],
+        use_lightweight_conv_block=[False, True],
+        image_shape=(32, 32, 3),
+    )
+
+
+def _cspnet():
+    from keras_hub.models import CSPNetBackbone
+
+    return CSPNetBackbone(
+        stem_filters=8,
+        stem_kernel_size=3,
+        stem_strides=2,
+        stackwise_depth=[1, 1],
+        stackwise_strides=[2, 2],
+        stackwise_num_filters=[16, 32],
+        block_type="dark_block",
+        stage_type="dark",  # CSPDarkNet-style stages
+        image_shape=(32, 32, 3),
+    )
+
+
+def _vit():
+    from keras_hub.models import ViTBackbone
+
+    return ViTBackbone(
+        image_shape=(16, 16, 3),
+        patch_size=4,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+    )
+
+
+def _mobilenet_classifier():
+    from keras_hub.models import MobileNetImageClassifier
+
+    return MobileNetImageClassifier(
+        backbone=_mobilenet(), num_classes=3, num_features=16
+    )
+
+
+def _deeplab():
+    from keras_hub.models import DeepLabV3Backbone, ResNetBackbone
+
+    encoder = ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+    )
+    return DeepLabV3Backbone(
+        image_encoder=encoder,
+        spatial_pyramid_pooling_key="P3",
+        upsampling_size=2,
+        dilation_rates=[1, 2],
+        low_level_feature_key="P2",
+        projection_filters=8,
+        image_shape=(32, 32, 3),
+    )
+
+
+MODELS = {
+    "MobileNetBackbone (V3)": _mobilenet,
+    "ResNetBackbone": _resnet,
+    "HGNetV2Backbone": _hgnetv2,
+    "CSPNetBackbone (dark)": _cspnet,
+    "ViTBackbone": _vit,
+    "MobileNetImageClassifier": _mobilenet_classifier,
+    "DeepLabV3Backbone (SpatialPyramidPooling)": _deeplab,
+}
+
+
+def _randomize(model, rng):
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "moving_variance" in w.path:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "moving_mean" in w.path:
+            value = rng.normal(0.0, 0.5, shape)
+        elif w.name in ("gamma", "beta", "bias"):
+            value = rng.normal(0.3, 0.5, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+        w.assign(value.astype(w.dtype))
+
+
+def _flat(outputs):
+    return np.concatenate([
+        keras.ops.convert_to_numpy(o).reshape(-1).astype("float64")
+        for o in keras.tree.flatten(outputs)
+    ])
+
+
+def check(name, build, seed=0, fraction=0.3):
+    from keras_dynfilt.pruning import apply_group_mask
+
+    row = {"model": name}
+    model = build()
+    rng = np.random.default_rng(seed)
+    _randomize(model, rng)
+    from keras_dynfilt.pruning.graph import ChannelGraph, is_graph_model
+
+    if is_graph_model(model):  # what the engine found before tracing
+        row["groups_untraced"] = len(ChannelGraph(model).groups)
+    groups = filter_groups(model, warn=False)
+    row["groups"] = len(groups)
+    row["prunable_fraction"] = round(groups.prunable_fraction(), 3)
+    row["traced_blocks"] = len(groups.traced)
+    row["barriers"] = sorted({b.class_name for b in groups.barriers})
+    if not groups:
+        return row
+    for group in groups:
+        keep = np.ones(group.size, bool)
+        n = min(group.size - 1, max(1, int(group.size * fraction)))
+        keep[rng.permutation(group.size)[:n]] = False
+        apply_group_mask(group, keep)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = rng.normal(size=(2,) + shape).astype("float32")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            small = compact(model)
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        row["error"] = f"{type(e).__name__}: {e}"[:300]
+        return row
+    a, b = _flat(model(x)), _flat(small(x))
+    row["max_rel_diff"] = float(np.abs(a - b).max() / np.abs(a).max())
+    full, pruned = model_cost(model, warn=False), model_cost(small, warn=False)
+    row.update(
+        macs=full.macs, macs_pruned=pruned.macs,
+        params=full.params, params_pruned=small.count_params(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "small.keras")
+        try:
+            small.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=True)
+            row["reload"] = bool(np.allclose(_flat(loaded(x)), b, atol=1e-6))
+        except Exception as e:  # noqa: BLE001 - reported
+            row["reload"] = f"{type(e).__name__}: {str(e)[:120]}"
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    args = parser.parse_args()
+    import keras_hub
+
+    rows = []
+    for name in args.models:
+        start = time.perf_counter()
+        try:
+            row = check(name, MODELS[name])
+        except Exception as e:  # noqa: BLE001 - reported in the table
+            traceback.print_exc()
+            row = {"model": name, "error": f"{type(e).__name__}: {e}"[:200]}
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\nkeras-hub {keras_hub.__version__}, keras {keras.__version__}, "
+          f"backend {keras.backend.backend()}")
+    header = ("model", "groups untraced", "groups", "prunable", "traced",
+              "max rel diff", "MACs", "MACs pruned", "params",
+              "params pruned", "reload")
+    print(" | ".join(header))
+    for r in rows:
+        print(" | ".join(str(r.get(k, "")) for k in (
+            "model", "groups_untraced", "groups", "prunable_fraction",
+            "traced_blocks", "max_rel_diff", "macs", "macs_pruned", "params",
+            "params_pruned", "reload",
+        )))
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({
+                "keras_hub": keras_hub.__version__,
+                "keras": keras.__version__,
+                "backend": keras.backend.backend(),
+                "rows": rows,
+            }, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

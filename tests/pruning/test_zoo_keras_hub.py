@@ -1,0 +1,74 @@
+"""keras-hub backbones built from constructors with tiny configs (never
+presets): the zoo's four checks. Skipped where keras-hub is not installed
+(it is optional; CI never needs it)."""
+
+import importlib.util
+import pathlib
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("keras_hub")
+
+from keras_dynfilt.pruning import compact, filter_groups  # noqa: E402
+from tests.pruning import zoo  # noqa: E402
+
+
+def _builders():
+    path = (
+        pathlib.Path(__file__).parents[2] / "benchmarks"
+        / "third_party_coverage.py"
+    )
+    spec = importlib.util.spec_from_file_location("coverage", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MODELS
+
+
+MODELS = _builders()
+
+
+@pytest.mark.parametrize("name", [
+    "MobileNetBackbone (V3)", "HGNetV2Backbone", "CSPNetBackbone (dark)",
+    "MobileNetImageClassifier",
+    # SpatialPyramidPooling cannot rebuild itself on `.keras` load; traced,
+    # the compacted model holds its parts and reloads.
+    "DeepLabV3Backbone (SpatialPyramidPooling)",
+])
+def test_keras_hub_backbone(name, tmp_path):
+    model = MODELS[name]()
+    groups = filter_groups(model, warn=False)
+    assert not groups.barriers
+    if not name.startswith("CSPNet"):  # functional all the way down
+        assert groups.traced  # keras-hub's blocks were traced
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zoo.check_four(model, tmp_path)
+
+
+def test_untraceable_third_party_layer_is_named_with_its_defect():
+    # ViT's patch embedding tiles its class token by the symbolic batch
+    # size (not traceable), and its config does not rebuild it.
+    model = MODELS["ViTBackbone"]()
+    groups = filter_groups(model, warn=False)
+    assert groups.barriers[0].class_name == "ViTPatchingAndEmbedding"
+    # The encoder blocks are traced: their MLPs' hidden units are groups.
+    assert len(groups) == 2
+    assert all("/mlp/" in g.layers[0] for g in groups)
+    with pytest.raises(ValueError, match=(
+        r"cannot rebuild layer 'vit_patching_and_embedding' .*"
+        r"ViTPatchingAndEmbedding\) from its own config.*defect of that "
+        r"layer.*could not be traced"
+    )):
+        compact(model)
+
+
+def test_mobilenet_v3_had_no_prunable_group_without_tracing():
+    from keras_dynfilt.pruning import graph
+
+    model = MODELS["MobileNetBackbone (V3)"]()
+    assert graph.ChannelGraph(model).groups == []  # untraced: all barriers
+    x = np.zeros((1, 32, 32, 3), "float32")
+    assert keras.ops.shape(model(x))[-1] > 0
