@@ -474,3 +474,19 @@ def test_grouped_query_attention(dtype):
     assert (config["num_key_value_heads"], config["num_query_heads"],
             config["head_dim"]) == (2, 4, 2)
     check_equal(model, small, data, dtype)
+
+
+def test_prune_in_the_inexact_mode():
+    model = tiny_vit()
+    x = np.random.default_rng(14).random((8, 8, 8, 1)).astype("float32")
+    y = np.zeros(8, "int64")
+    with pytest.raises(ValueError, match="`data` is required"):
+        keras_dynfilt.pruning.Pruner(model, ratio=0.3, exact=False)
+    exact = keras_dynfilt.pruning.prune(model, ratio=0.3)[0]
+    assert exact.get_layer("patch_embed").filters == 8
+    with pytest.warns(UserWarning, match="computes another function"):
+        small, _ = keras_dynfilt.pruning.prune(
+            model, ratio=0.3, exact=False, data=(x, y)
+        )
+    assert small.get_layer("patch_embed").filters < 8
+    assert small.get_layer("block1_norm1").gamma.shape[0] < 8
