@@ -9,7 +9,7 @@ VENV_TORCH := .venv-torch
 PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv venv-jax venv-torch data demo demo-jax test test-jax test-torch lint docs clean
+.PHONY: venv venv-jax venv-torch venv-sidebyside sidebyside data demo demo-jax test test-jax test-torch lint docs clean
 
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
@@ -43,6 +43,19 @@ $(VENV_TORCH)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) -r $(VENV_TORCH)/requirements.txt torch==2.13.0 h5py
 	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
+
+# benchmarks/torch_side_by_side.py (not part of `make test` or CI):
+# Torch-Pruning and ONNX Runtime beside the CPU torch of .venv-torch, and
+# the Keras side's ONNX exporter (tf2onnx) and runtime in .venv.
+SIDE_BY_SIDE_PINS := torch-pruning==1.6.1 onnx==1.23.2 onnxruntime==1.32.0
+venv-sidebyside: venv venv-torch
+	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) $(SIDE_BY_SIDE_PINS)
+	$(VENV)/bin/pip install $(PIP_FLAGS) tf2onnx==1.17.0 onnx==1.23.2 \
+		onnxruntime==1.32.0
+
+# The whole side-by-side run (hours on one core per library).
+sidebyside: venv-sidebyside data
+	$(VENV)/bin/python benchmarks/torch_side_by_side.py --stage all
 
 # Real Fashion-MNIST IDX files from Debian; the demo falls back to
 # scikit-learn's digits when the package cannot be installed.

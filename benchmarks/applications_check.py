@@ -143,7 +143,7 @@ def check(name, size, rate, seed, batch):
     after = pruning.model_cost(small)
     row.update(
         macs=full.macs, macs_compacted=after.macs,
-        macs_cut=1 - after.macs / full.macs,
+        macs_cut=pruning.macs_reduction(full, after),
         params=model.count_params(), params_compacted=small.count_params(),
         cost_matches=bool(priced.macs == after.macs
                           and priced.params == small.count_params()),

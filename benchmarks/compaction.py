@@ -52,6 +52,7 @@ from keras_dynfilt.pruning import (  # noqa: E402
     compact,
     criteria,
     filter_groups,
+    macs_reduction,
     model_cost,
 )
 
@@ -266,7 +267,7 @@ def run_case(key, runtimes, repeats, seed, threads):
         **case,
         "macs_before": before.macs,
         "macs_after": after.macs,
-        "flops_reduction": 1 - after.macs / before.macs,
+        "flops_reduction": macs_reduction(before, after),
         "params_before": before.params,
         "params_after": after.params,
         "params_reduction": 1 - after.params / before.params,

@@ -288,7 +288,9 @@ def main(argv=None):
         "max_abs_logit": float(np.abs(logits).max()),
         "macs": full_cost.macs,
         "compacted_macs": small_cost.macs,
-        "flops_reduction": 1 - small_cost.macs / full_cost.macs,
+        "flops_reduction": keras_dynfilt.pruning.macs_reduction(
+            full_cost, small_cost
+        ),
         "params": full_cost.params,
         "compacted_params": small_cost.params,
         "params_reduction": 1 - small_cost.params / full_cost.params,

@@ -12,6 +12,7 @@ from keras_dynfilt.cross_task._validation import check_task, check_threshold
 from keras_dynfilt.cross_task.activations import collect
 from keras_dynfilt.cross_task.curves import CharacteristicCurve
 from keras_dynfilt.pruning import analyze, compact, model_cost
+from keras_dynfilt.pruning.cost import macs_reduction
 from keras_dynfilt.pruning.graph import graph_of
 
 
@@ -69,7 +70,7 @@ class TaskPruning:
     @property
     def macs_reduction(self):
         """Fraction of the original model's multiply-adds removed."""
-        return 1 - self.cost_after.macs / self.cost_before.macs
+        return macs_reduction(self.cost_before, self.cost_after)
 
     def table(self):
         """Per-layer widths before and after (paper 001, Tables 3-6)."""

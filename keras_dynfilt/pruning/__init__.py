@@ -9,6 +9,7 @@ from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
+    macs_reduction,
     model_cost,
     print_cost,
     register_layer_cost,
@@ -57,6 +58,7 @@ __all__ = [
     "criteria",
     "filter_groups",
     "inference_latency",
+    "macs_reduction",
     "get_channel_rule",
     "get_layer_cost",
     "model_cost",

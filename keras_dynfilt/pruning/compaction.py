@@ -1,5 +1,6 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import collections
 import logging
 import warnings
 
@@ -14,7 +15,7 @@ from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -35,6 +36,7 @@ def _removed_from_masks(graph, masks):
     for slot, atom in graph._atoms.items():
         atom_root[atom] = int(graph.roots[slot])
     prunable = set(int(r) for r in graph.prunable_roots)
+    counts = collections.Counter(path for path, _ in atom_root)
 
     def request(root, keep, where):
         if root in wanted and wanted[root][0] != keep:
@@ -64,7 +66,7 @@ def _removed_from_masks(graph, masks):
                 f"`masks` names layer {key!r}, which is not a layer of the "
                 f"model. Layers: {sorted(graph.layers)}"
             )
-        count = sum(1 for atom in atom_root if atom[0] == key)
+        count = counts[key]
         if count == 0:
             raise ValueError(
                 f"`masks` names layer {key!r}, which has no prunable filters."
@@ -281,10 +283,13 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         new_variables = list(_variables(new).values())
         values = {}
         for name, variable in _variables(old).items():
-            value = keras.ops.convert_to_numpy(variable.value)
+            value = variable.value  # unsliced: no round trip through NumPy
             for axis in axes.get(name, ()):
+                keep = graph.keep_of(axis.slots, removed)
+                if keep.all():
+                    continue
                 value = np.compress(
-                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
+                    keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
             values[name] = value
         if axes:
@@ -380,6 +385,17 @@ def _inexact_layers(graph, removed):
     return found
 
 
+def _analysis_of(model, masks, exact=True):
+    """The analysis behind the masks' groups, else the model's latest one
+    (see `cached_analysis`): analysing again costs as much as rebuilding."""
+    graphs = {
+        id(key.graph): key.graph
+        for key in masks or () if isinstance(key, FilterGroup)
+    }
+    given = next(iter(graphs.values())) if len(graphs) == 1 else None
+    return cached_analysis(model, given, exact)
+
+
 def compact(model, masks=None, exact=True, data=None):
     """Builds a physically smaller copy of a model without removed filters.
 
@@ -466,11 +482,12 @@ def compact(model, masks=None, exact=True, data=None):
             "the model's function, and `compact` measures and reports by "
             "how much on that data. Received: data=None"
         )
-    graph = analyze(model, exact)
+    graph = _analysis_of(model, masks, exact)
     if masks is None:
         removed = zero_units(graph)
     else:
         removed = _removed_from_masks(graph, masks)
+    removed = graph.removed_lookup(removed)
     _check_nothing_empty(graph, removed)
     new_model, report = _rebuild_reported(graph, graph.model, removed)
     for path, class_name in report.own_class:

@@ -233,7 +233,7 @@ class MultiHeadAttentionRule(ChannelRule):
         values = dict(values)
         for name in ("query/kernel", "query/bias"):
             if name in values:
-                values[name] = values[name] * factor
+                values[name] = keras.ops.convert_to_numpy(values[name]) * factor
         return values
 
     def filter_matrix(self, layer):
