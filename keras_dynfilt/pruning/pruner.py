@@ -8,7 +8,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt._validation import check_positive_int
+from keras_dynfilt._validation import check_bool, check_positive_int
 from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
@@ -137,6 +137,12 @@ class Pruner:
         input_shape: Optional input shape for pricing models whose input
             size is not fixed (see `model_cost`).
         verbose: Integer, 1 prints a line per step.
+        exact: Boolean. False: the inexact mode of `filter_groups` (channels
+            feeding a LayerNormalization / RMSNormalization over channels
+            are prunable too; the function changes). `data` is then
+            required: each step's `compact` measures the output difference
+            on its first batch (`history` entries get `difference`, the
+            `CompactionDifference.as_dict()`).
 
     Examples:
         >>> model = keras.Sequential([
@@ -173,6 +179,7 @@ class Pruner:
         seed=0,
         input_shape=None,
         verbose=0,
+        exact=True,
     ):
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -252,6 +259,13 @@ class Pruner:
         self.seed = seed
         self.input_shape = input_shape
         self.verbose = verbose
+        self.exact = check_bool(exact, "exact")
+        if not self.exact and data is None:
+            raise ValueError(
+                "`data` is required when `exact=False`: each step measures "
+                "how much the inexact mode changed the outputs. "
+                "Received: data=None"
+            )
 
         self.original = model
         self.model = model
@@ -277,7 +291,7 @@ class Pruner:
     # -- set-up ---------------------------------------------------------------
     def _groups(self, model):
         try:
-            return filter_groups(model, warn=False)
+            return filter_groups(model, warn=False, exact=self.exact)
         except TypeError as e:
             raise TypeError(f"prune needs a model with a graph. {e}") from None
 
@@ -611,9 +625,12 @@ class Pruner:
         masks = self._masks(groups, scores, counts)
         for group, keep in masks.items():
             apply_group_mask(group, keep)
+        probe = None
+        if not self.exact:
+            probe = next(C._batches(self.data, self.batch_size, 1))[0]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "compact rebuilt", UserWarning)
-            small = compact(self.model, masks)
+            small = compact(self.model, masks, exact=self.exact, data=probe)
         for group, keep in masks.items():
             self._plan[_key(group)]["pruned"] += int((~keep).sum())
         self.model = self._compile(small)
@@ -628,6 +645,10 @@ class Pruner:
             "step": self._step, "macs": int(cost.macs),
             "params": int(cost.params), "target": step_target,
         })
+        if probe is not None:
+            self._history[-1]["difference"] = (
+                small.compaction_difference.as_dict()
+            )
         self._seconds += time.perf_counter() - start
         if self.verbose:
             print(
