@@ -376,3 +376,36 @@ def print_cost(model, input_shape=None, print_fn=print):
     whose total then reads "total (incomplete)".
     """
     print_fn(model_cost(model, input_shape, warn=False).table())
+
+
+def macs_reduction(full, small):
+    """The fraction of multiply-adds a smaller model saves: `1 - small /
+    full` (the "FLOPs reduction" of the SFP paper's tables).
+
+    Args:
+        full: `ModelCost` of the full-size model.
+        small: `ModelCost` of the pruned (compacted) model.
+
+    Returns:
+        A float: 0.4 when the small model needs 60% of the full one's MACs.
+
+    Examples:
+        >>> def dense_cost(units):
+        ...     model = keras.Sequential(
+        ...         [keras.Input((4,)), keras.layers.Dense(units)])
+        ...     return keras_dynfilt.pruning.model_cost(model)
+        >>> keras_dynfilt.pruning.macs_reduction(dense_cost(10), dense_cost(6))
+        0.4
+    """
+    for name, value in (("full", full), ("small", small)):
+        if not isinstance(value, ModelCost):
+            raise TypeError(
+                f"`{name}` must be a ModelCost (from `model_cost(model)`). "
+                f"Received: {name} of type {type(value).__name__}"
+            )
+    if full.macs <= 0:
+        raise ValueError(
+            "`full` must count some multiply-adds to compare against. "
+            f"Received: full.macs={full.macs}"
+        )
+    return 1 - small.macs / full.macs

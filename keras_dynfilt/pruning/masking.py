@@ -62,17 +62,6 @@ def _zero_targets(group):
     return group._zero_targets
 
 
-def _check_keep(group, keep):
-    keep = np.asarray(keep)
-    if keep.shape != (group.size,) or keep.dtype.kind not in "biu":
-        raise ValueError(
-            f"`keep` must be a boolean array of shape ({group.size},) for "
-            f"group {group.name!r}. Received: keep of shape {keep.shape} and "
-            f"dtype {keep.dtype}"
-        )
-    return keep.astype(bool)
-
-
 def apply_group_mask(group, keep):
     """Zeroes the removed units of a filter group in place.
 
@@ -83,10 +72,12 @@ def apply_group_mask(group, keep):
             filters and BatchNormalization gamma/beta of its channels.
 
     Examples:
-        >>> inputs = keras.Input((8, 8, 3))
-        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
-        >>> x = keras.layers.GlobalAveragePooling2D()(x)
-        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 3)),
+        ...     keras.layers.Conv2D(8, 3, name="conv"),
+        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(2, name="fc"),
+        ... ])
         >>> groups = keras_dynfilt.pruning.filter_groups(model)
         >>> keep = np.ones(groups[0].size, bool)
         >>> keep[:2] = False
@@ -108,7 +99,7 @@ def apply_group_mask(group, keep):
             f"`keep` removes every unit of group {group.name!r}; keep at "
             "least one (a layer cannot lose all its filters)."
         )
-    assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
+    assign_unit_mask(_zero_targets(group), keep)
 
 
 def assign_unit_mask(targets, keep):
@@ -131,8 +122,9 @@ def assign_unit_mask(targets, keep):
         variable.assign(ops.where(mask, value, ops.zeros_like(value)))
 
 
-def zero_units(graph):
-    """Roots of the prunable units whose masked parameters are all zero."""
+def removed_roots(graph):
+    """The units a masked model has removed: the roots of the prunable
+    units whose masked parameters are all zero (`compact` drops them)."""
     nonzero = np.zeros(len(graph.roots), bool)
     for record in graph.records.values():
         if record.rule is None:
@@ -157,3 +149,6 @@ def zero_units(graph):
     return np.array(
         [r for r in graph.prunable_roots if not nonzero[r]], np.int64
     )
+
+
+zero_units = removed_roots  # the older name (it returns roots, not units)

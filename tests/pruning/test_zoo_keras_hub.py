@@ -33,9 +33,10 @@ MODELS = _builders()
 @pytest.mark.parametrize("name", [
     "MobileNetBackbone (V3)", "HGNetV2Backbone", "CSPNetBackbone (dark)",
     "MobileNetImageClassifier",
-    # SpatialPyramidPooling cannot rebuild itself on `.keras` load; traced,
-    # the compacted model holds its parts and reloads.
+    # SpatialPyramidPooling traced: the compacted model holds its parts.
     "DeepLabV3Backbone (SpatialPyramidPooling)",
+    # Shared heads over two pyramid levels, Reshape((-1, 4)) anchor boxes.
+    "RetinaNetObjectDetector (PredictionHead)",
 ])
 def test_keras_hub_backbone(name, tmp_path):
     model = MODELS[name]()
