@@ -2,6 +2,8 @@
 #   make demo   - LightCNN trained under Soft Filter Pruning on Fashion-MNIST
 #                 (offline), compacted, before/after table
 #   make test   - the whole test suite
+#   make test-fast - the suite without the end-to-end example, training
+#                 and tuning runs (marked `slow`)
 PYTHON ?= python3
 VENV := .venv
 VENV_JAX := .venv-jax
@@ -9,7 +11,7 @@ VENV_TORCH := .venv-torch
 PIP_FLAGS := -q --disable-pip-version-check -c .ci/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: venv venv-jax venv-torch data demo demo-jax test test-jax test-torch lint docs clean
+.PHONY: venv venv-jax venv-torch venv-sidebyside sidebyside data demo demo-jax test test-fast test-jax test-torch lint docs clean
 
 venv: $(VENV)/.installed
 venv-jax: $(VENV_JAX)/.installed
@@ -44,6 +46,19 @@ $(VENV_TORCH)/.installed: pyproject.toml .ci/requirements.py .ci/constraints.txt
 	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
+# benchmarks/torch_side_by_side.py (not part of `make test` or CI):
+# Torch-Pruning and ONNX Runtime beside the CPU torch of .venv-torch, and
+# the Keras side's ONNX exporter (tf2onnx) and runtime in .venv.
+SIDE_BY_SIDE_PINS := torch-pruning==1.6.1 onnx==1.23.2 onnxruntime==1.32.0
+venv-sidebyside: venv venv-torch
+	$(VENV_TORCH)/bin/pip install $(PIP_FLAGS) $(SIDE_BY_SIDE_PINS)
+	$(VENV)/bin/pip install $(PIP_FLAGS) tf2onnx==1.17.0 onnx==1.23.2 \
+		onnxruntime==1.32.0
+
+# The whole side-by-side run (hours on one core per library).
+sidebyside: venv-sidebyside data
+	$(VENV)/bin/python benchmarks/torch_side_by_side.py --stage all
+
 # Real Fashion-MNIST IDX files from Debian; the demo falls back to
 # scikit-learn's digits when the package cannot be installed.
 data:
@@ -66,6 +81,11 @@ PYTEST_FLAGS ?= -n 2 --dist loadfile --durations=15
 
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_FLAGS)
+
+# The edit-test loop: everything but the tests marked `slow` (end-to-end
+# example, training and tuning runs). `make test` and CI run them all.
+test-fast: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_FLAGS) -m "not slow"
 
 test-jax: venv-jax
 	KERAS_BACKEND=jax $(VENV_JAX)/bin/python -m pytest $(PYTEST_FLAGS)

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 import traceback
@@ -28,6 +29,11 @@ import numpy as np
 
 from keras_dynfilt import pruning
 from keras_dynfilt.pruning import criteria
+
+# The random weights of the pruning tests (one copy, in tests/): this script
+# runs from a checkout, as the tests do.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.random_weights import randomize  # noqa: E402
 
 # Architectures with a larger minimum input size.
 MIN_INPUT = {
@@ -41,25 +47,6 @@ def applications():
         name for name, fn in inspect.getmembers(keras.applications)
         if callable(fn) and name[:1].isupper()
     )
-
-
-def randomize(model, seed):
-    """BN statistics and biases random too, so that BN matters."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        shape = tuple(w.shape)
-        if "moving_variance" in w.path:
-            value = rng.uniform(0.5, 2.0, shape)
-        elif "moving_mean" in w.path:
-            value = rng.normal(0.0, 0.5, shape)
-        elif w.name in ("gamma", "beta", "bias"):
-            value = rng.normal(0.3, 0.5, shape)
-        elif len(shape) > 1:
-            fan_in = int(np.prod(shape[:-1]))
-            value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-        else:
-            continue  # e.g. LayerScale's gamma, Normalization statistics
-        w.assign(value.astype(w.dtype))
 
 
 def calibrate(model, x, seed):
@@ -143,7 +130,7 @@ def check(name, size, rate, seed, batch):
     after = pruning.model_cost(small)
     row.update(
         macs=full.macs, macs_compacted=after.macs,
-        macs_cut=1 - after.macs / full.macs,
+        macs_cut=pruning.macs_reduction(full, after),
         params=model.count_params(), params_compacted=small.count_params(),
         cost_matches=bool(priced.macs == after.macs
                           and priced.params == small.count_params()),

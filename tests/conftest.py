@@ -32,7 +32,6 @@ def pytest_configure(config):
         "markers",
         "tensorflow: needs the TensorFlow backend (skipped on the others)",
     )
-    config.addinivalue_line("markers", "slow: a real (short) training run")
 
 
 def pytest_collection_modifyitems(config, items):

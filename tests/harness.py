@@ -37,11 +37,11 @@ def mirrored_strategy():
     """One `MirroredStrategy` over the two logical CPUs for the whole run.
 
     It reduces through one device (see
-    `keras_dynfilt.training.experiment.cpu_mirrored_strategy`) so that the
+    `keras_dynfilt.training.cpu_mirrored_strategy`) so that the
     other strategies that tests and example scripts create in the same
     process cannot collide with it.
     """
-    from keras_dynfilt.training.experiment import cpu_mirrored_strategy
+    from keras_dynfilt.training import cpu_mirrored_strategy
 
     return cpu_mirrored_strategy(MIRRORED_DEVICES)
 
@@ -191,10 +191,21 @@ class LayerConformance:
         )
         assert np.all(np.isfinite(history.history["loss"]))
         after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-        layer_moved = any(
-            not np.allclose(b, a) for b, a in zip(before[:-2], after[:-2])
-        )
-        assert layer_moved or not before[:-2], "the layer's weights never moved"
+        moved = {
+            id(w): not np.allclose(b, a)
+            for w, b, a in zip(model.trainable_weights, before, after)
+        }
+        (layer,) = [
+            lay for lay in model.layers if isinstance(lay, self.layer_cls)
+        ]
+        # Every trainable weight of the layer gets a gradient; a layer
+        # without weights must really have none, and the head behind it
+        # (the only thing that trains then) moves.
+        still = [w.path for w in layer.trainable_weights if not moved[id(w)]]
+        assert not still, f"these weights of the layer never moved: {still}"
+        if not layer.trainable_weights:
+            assert not layer.weights, f"untrainable weights: {layer.weights}"
+            assert all(moved.values()), "the head behind the layer never moved"
 
     @pytest.mark.tensorflow
     def test_mirrored_strategy_same_loss(self):

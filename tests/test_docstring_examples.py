@@ -3,7 +3,9 @@
 The examples are doctests (`>>>` lines with their expected output), run
 with the standard library's `doctest` on each backend the suite runs on.
 Only whitespace is normalised; no `ELLIPSIS`. The examples of
-`keras_dynfilt.training` (tf.data, tf.distribute) run only on TensorFlow.
+`keras_dynfilt.training` (tf.data, tf.distribute) run only on TensorFlow;
+those of `cross_task` (scikit-learn) and `tuning` (KerasTuner, in both test
+environments) on every backend the suite runs on.
 """
 
 import doctest
@@ -17,7 +19,15 @@ import pytest
 
 import keras_dynfilt
 
-_PACKAGES = ["callbacks", "layers", "models", "optimizers", "pruning"]
+_PACKAGES = [
+    "callbacks",
+    "cross_task",
+    "layers",
+    "models",
+    "optimizers",
+    "pruning",
+    "tuning",
+]
 if keras.backend.backend() == "tensorflow":
     _PACKAGES.append("training")
 
@@ -71,6 +81,8 @@ def test_examples_are_collected():
         "keras_dynfilt.pruning.filter_groups",
         "keras_dynfilt.callbacks.SoftFilterPruning",
         "keras_dynfilt.optimizers.LearningRateMultiplier",
+        "keras_dynfilt.cross_task.prune_for_task",
+        "keras_dynfilt.tuning.make_tuner",
     ]:
         assert expected in names, sorted(names)
 

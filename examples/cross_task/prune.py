@@ -161,7 +161,7 @@ def main(argv=None):
     parser.add_argument("--finetune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--speed-repeats", type=int, default=15)
     args = parser.parse_args(argv)
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     model, pool, tasks, partitions = common.load_setup(args)
     results = {}
     for name in tasks:

@@ -136,7 +136,7 @@ def main(argv=None):
                         help="units of the transfer-learning FC layer")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     args = parser.parse_args(argv)
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     model, pool, tasks, partitions = common.load_setup(args)
     base = common.frozen_base(model)
     results = {}

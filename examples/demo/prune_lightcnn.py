@@ -80,7 +80,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     print(
         f"dataset {data.name} ({data.source}): {data.num_train} train / "

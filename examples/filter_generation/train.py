@@ -69,7 +69,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     generated = args.model == "generated"
 
     def with_reconstruction_target(image, label):

@@ -31,7 +31,7 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args(argv)
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     print(
         f"dataset {data.name} ({data.source}): {data.num_train} train / "

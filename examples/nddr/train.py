@@ -179,7 +179,7 @@ def main(argv=None):
                         help="evaluate on the test split every N epochs")
     args = parser.parse_args(argv)
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data(map_fn=make_map_fn(args.rotation_bins, 1234))
     print(f"dataset {data.name} ({data.source}): {data.num_train} train / "
           f"{data.num_test} test, method {args.method}")

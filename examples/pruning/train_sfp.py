@@ -184,7 +184,7 @@ def main(argv=None):
     if args.pruning_rate is None:
         args.pruning_rate = 0.4 if args.depth == 56 else 0.3
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     print(
         f"dataset {data.name} ({data.source}): {data.num_train} train / "
@@ -288,7 +288,9 @@ def main(argv=None):
         "max_abs_logit": float(np.abs(logits).max()),
         "macs": full_cost.macs,
         "compacted_macs": small_cost.macs,
-        "flops_reduction": 1 - small_cost.macs / full_cost.macs,
+        "flops_reduction": keras_dynfilt.pruning.macs_reduction(
+            full_cost, small_cost
+        ),
         "params": full_cost.params,
         "compacted_params": small_cost.params,
         "params_reduction": 1 - small_cost.params / full_cost.params,

@@ -199,7 +199,7 @@ def evaluate_test(args, hypermodel, model, x_test, y_test, batch_size):
         "pruning": {
             "macs": cost.macs,
             "full_macs": full.macs,
-            "flops_reduction": 1 - cost.macs / full.macs,
+            "flops_reduction": keras_dynfilt.pruning.macs_reduction(full, cost),
             "params": cost.params,
             "full_params": full.params,
             "params_reduction": 1 - cost.params / full.params,
@@ -260,7 +260,7 @@ def main(argv=None):
             f"{args.validation_fraction}"
         )
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     x_all, y_all = training.numpy_split(data, "train")
     x_test, y_test = training.numpy_split(data, "test")

@@ -144,7 +144,7 @@ def main(argv=None):
             f"Received: {args.softmax_epochs} with --epochs {args.epochs}"
         )
 
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     if args.head != "softmax":
         map_fn = lambda image, label: (  # noqa: E731
             {"images": image, "labels": label}, label)

@@ -175,12 +175,24 @@ def pooled_activations(model, data, layers=None, batch_size=None):
         ValueError: for a layer that is not in the model, a layer without a
             channel axis, or images and labels of different lengths.
 
-    Example:
+    Examples:
 
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> h = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    >>> h = keras.layers.Conv2D(6, 3, activation="relu", name="conv2")(h)
+    >>> h = keras.layers.GlobalAveragePooling2D()(h)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    >>> rng = np.random.default_rng(0)  # the same weights on every backend
+    >>> model.set_weights(
+    ...     [rng.normal(size=w.shape) for w in model.get_weights()])
+    >>> x = rng.random((100, 8, 8, 1), "float32")
+    >>> y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
     >>> acts = keras_dynfilt.cross_task.pooled_activations(
-    ...     model, (x, y), batch_size=128)
-    >>> acts.features["conv1"].shape
-    (1000, 32)
+    ...     model, (x, y), batch_size=32)
+    >>> acts
+    <PooledActivations of 100 samples (conv1: 4, conv2: 6)>
+    >>> acts.features["conv2"].shape, acts.labels.shape
+    ((100, 6), (100,))
     """
     probes = probe_points(model, layers)
     if not probes:

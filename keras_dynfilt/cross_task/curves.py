@@ -156,12 +156,21 @@ def characteristic_curve(x_train, y_train, x_val, y_val, n_lambdas=100,
     Returns:
         A `CharacteristicCurve`.
 
-    Example:
+    Examples:
 
+    A target made of two of 16 channels: the knee keeps those two.
+
+    >>> rng = np.random.default_rng(0)
+    >>> features = rng.normal(size=(300, 16))
+    >>> target = features[:, 3] - 2 * features[:, 7] + 0.1 * rng.normal(
+    ...     size=300)
     >>> curve = keras_dynfilt.cross_task.characteristic_curve(
-    ...     acts.features["conv4"], y, val.features["conv4"], y_val)
-    >>> curve.knee(0.01).n_filters
-    12
+    ...     features[:200], target[:200], features[200:], target[200:])
+    >>> curve
+    <CharacteristicCurve : 100 lambdas over 16 channels, best RMSE 0.1029>
+    >>> knee = curve.knee(0.01)
+    >>> knee.n_filters, np.flatnonzero(curve.support(knee.index)).tolist()
+    (2, [3, 7])
     """
     linear_model = sklearn_module("linear_model")
     exceptions = sklearn_module("exceptions")

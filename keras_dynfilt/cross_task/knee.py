@@ -67,7 +67,7 @@ def knee_point(n_filters, rmse, threshold=0.01, min_filters=1):
     Returns:
         Integer index into the curve.
 
-    Example:
+    Examples:
 
     >>> keras_dynfilt.cross_task.knee_point([0, 1, 2, 5], [1.0, 0.3, 0.1,
     ...                                     0.099], threshold=0.01)

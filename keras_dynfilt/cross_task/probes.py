@@ -166,11 +166,28 @@ def linear_transfer(train, val, task, test=None, layers=None, bins=None,
     Returns:
         A `TransferResult`.
 
-    Example:
+    Examples:
 
+    Two layers' pooled features (`pooled_activations` gives them from a
+    model); `conv2` holds the binary task's signal with less noise:
+
+    >>> rng = np.random.default_rng(0)
+    >>> def split(n):
+    ...     signal = rng.normal(size=n)
+    ...     noise = rng.normal(size=(4, n))
+    ...     features = {
+    ...         "conv1": np.stack([signal + noise[0], noise[1]], 1),
+    ...         "conv2": np.stack([signal + 0.3 * noise[2], noise[3]], 1)}
+    ...     return features, (signal > 0).astype("int32")
+    >>> train, val, test = split(200), split(100), split(100)
     >>> result = keras_dynfilt.cross_task.linear_transfer(
-    ...     train_acts, val_acts, "binary", test=test_acts)
-    >>> print(result.best_layer, result.table("test"))
+    ...     train, val, "binary", test=test)
+    >>> result
+    <TransferResult binary: best layer 'conv2' of 2>
+    >>> print(result.table("test"))
+    layer    accuracy  rmse
+    conv1    0.7300    0.4343
+    conv2 *  0.7800    0.3450
     """
     check_task(task)
     linear_model = sklearn_module("linear_model")

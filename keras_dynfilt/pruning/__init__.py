@@ -8,6 +8,7 @@ from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
+    macs_reduction,
     model_cost,
     print_cost,
     register_layer_cost,
@@ -55,6 +56,7 @@ __all__ = [
     "criteria",
     "filter_groups",
     "inference_latency",
+    "macs_reduction",
     "get_channel_rule",
     "get_layer_cost",
     "model_cost",

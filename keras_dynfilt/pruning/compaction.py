@@ -1,5 +1,6 @@
 """Compaction: rebuild a model without its removed filters."""
 
+import collections
 import logging
 import warnings
 
@@ -13,7 +14,7 @@ from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -34,6 +35,7 @@ def _removed_from_masks(graph, masks):
     for slot, atom in graph._atoms.items():
         atom_root[atom] = int(graph.roots[slot])
     prunable = set(int(r) for r in graph.prunable_roots)
+    counts = collections.Counter(path for path, _ in atom_root)
 
     def request(root, keep, where):
         if root in wanted and wanted[root][0] != keep:
@@ -63,7 +65,7 @@ def _removed_from_masks(graph, masks):
                 f"`masks` names layer {key!r}, which is not a layer of the "
                 f"model. Layers: {sorted(graph.layers)}"
             )
-        count = sum(1 for atom in atom_root if atom[0] == key)
+        count = counts[key]
         if count == 0:
             raise ValueError(
                 f"`masks` names layer {key!r}, which has no prunable filters."
@@ -278,13 +280,18 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         # Same class, same config structure: the variables line up by
         # position (names may repeat across a layer's sublayers).
         new_variables = list(_variables(new).values())
+        # One weight at a time, sliced and assigned: at most one sliced
+        # copy is alive besides the two models (peak memory).
         for (name, variable), target in zip(
             _variables(old).items(), new_variables
         ):
-            value = keras.ops.convert_to_numpy(variable.value)
+            value = variable.value  # unsliced: no round trip through NumPy
             for axis in axes.get(name, ()):
+                keep = graph.keep_of(axis.slots, removed)
+                if keep.all():
+                    continue
                 value = np.compress(
-                    graph.keep_of(axis.slots, removed), value, axis=axis.axis
+                    keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
             target.assign(value)
 
@@ -358,6 +365,17 @@ def _rebuild_reported(graph, model, removed):
     return _rebuild(graph, model, removed, report), report
 
 
+def _analysis_of(model, masks):
+    """The analysis behind the masks' groups, else the model's latest one
+    (see `cached_analysis`): analysing again costs as much as rebuilding."""
+    graphs = {
+        id(key.graph): key.graph
+        for key in masks or () if isinstance(key, FilterGroup)
+    }
+    given = next(iter(graphs.values())) if len(graphs) == 1 else None
+    return cached_analysis(model, given)
+
+
 def compact(model, masks=None):
     """Builds a physically smaller copy of a model without removed filters.
 
@@ -423,11 +441,12 @@ def compact(model, masks=None):
     """
     if masks is not None:
         _check_masks(masks)
-    graph = analyze(model)
+    graph = _analysis_of(model, masks)
     if masks is None:
         removed = zero_units(graph)
     else:
         removed = _removed_from_masks(graph, masks)
+    removed = graph.removed_lookup(removed)
     _check_nothing_empty(graph, removed)
     new_model, report = _rebuild_reported(graph, graph.model, removed)
     for path, class_name in report.own_class:

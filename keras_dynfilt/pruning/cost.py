@@ -26,7 +26,7 @@ from keras_dynfilt import _keras_private
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _variables,
-    analyze,
+    cached_analysis,
     graph_of,
     is_graph_model,
     path_name,
@@ -156,9 +156,11 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
             ins = [values[id(t)] for t in node.input_tensors]
             outs = _walk(op, ins, path, seen, found, pruned)
         else:
-            args, kwargs = node.arguments.fill_in(values)
-            spec = op.compute_output_spec(*args, **kwargs)
-            outs = keras.tree.flatten(spec)
+            outs = _recorded_outputs(node, values)
+            if outs is None:
+                args, kwargs = node.arguments.fill_in(values)
+                spec = op.compute_output_spec(*args, **kwargs)
+                outs = keras.tree.flatten(spec)
             in_shapes = [tuple(values[id(t)].shape)
                          for t in node.input_tensors]
             out_shapes = [tuple(o.shape) for o in outs]
@@ -202,6 +204,23 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
     return [values[id(t)] for t in graph.outputs]
 
 
+def _recorded_outputs(node, values):
+    """The node's output specs as the graph recorded them, when its inputs
+    have the recorded shapes (the batch axis aside) and its outputs are
+    fully defined: Keras inferred them from those very shapes, and asking
+    it again (`compute_output_spec`) is most of the walk's time."""
+    for t in node.input_tensors:
+        if tuple(values[id(t)].shape[1:]) != tuple(t.shape[1:]):
+            return None
+    outs = []
+    for t in node.output_tensors:
+        shape = tuple(t.shape)
+        if not shape or any(d is None for d in shape[1:]):
+            return None
+        outs.append(keras.KerasTensor((1,) + shape[1:], dtype=t.dtype))
+    return outs
+
+
 def _check_input_shapes(shapes, inputs, input_shape):
     """`input_shape` may only fill in the model's undefined dimensions."""
     for shape, x in zip(shapes, inputs):
@@ -237,12 +256,11 @@ def _removed_units(model, masks):
 
     _check_masks(masks)
     graphs = {id(k.graph): k.graph for k in masks if isinstance(k, FilterGroup)}
-    graph = next(iter(graphs.values())) if len(graphs) == 1 and all(
-        isinstance(k, FilterGroup) for k in masks
-    ) else None
-    if graph is None or graph.model is not model:
-        graph = analyze(model)  # layer names: the model's current graph
-    removed = _removed_from_masks(graph, masks)
+    graph = next(iter(graphs.values())) if len(graphs) == 1 else None
+    # The groups' analysis when it is the model's and still current, else
+    # the model's latest (layer names: the model's current graph).
+    graph = cached_analysis(model, graph)
+    removed = graph.removed_lookup(_removed_from_masks(graph, masks))
     _check_nothing_empty(graph, removed)
     return graph, removed
 
@@ -324,8 +342,11 @@ def model_cost(
         )
     pruned = None
     if compacted:
-        pruned_graph = analyze(model)
-        pruned = (pruned_graph, zero_units(pruned_graph))
+        pruned_graph = cached_analysis(model)
+        pruned = (
+            pruned_graph,
+            pruned_graph.removed_lookup(zero_units(pruned_graph)),
+        )
     elif masks is not None:
         pruned = _removed_units(model, masks)
     specs = [
@@ -355,3 +376,36 @@ def print_cost(model, input_shape=None, print_fn=print):
     whose total then reads "total (incomplete)".
     """
     print_fn(model_cost(model, input_shape, warn=False).table())
+
+
+def macs_reduction(full, small):
+    """The fraction of multiply-adds a smaller model saves: `1 - small /
+    full` (the "FLOPs reduction" of the SFP paper's tables).
+
+    Args:
+        full: `ModelCost` of the full-size model.
+        small: `ModelCost` of the pruned (compacted) model.
+
+    Returns:
+        A float: 0.4 when the small model needs 60% of the full one's MACs.
+
+    Examples:
+        >>> def dense_cost(units):
+        ...     model = keras.Sequential(
+        ...         [keras.Input((4,)), keras.layers.Dense(units)])
+        ...     return keras_dynfilt.pruning.model_cost(model)
+        >>> keras_dynfilt.pruning.macs_reduction(dense_cost(10), dense_cost(6))
+        0.4
+    """
+    for name, value in (("full", full), ("small", small)):
+        if not isinstance(value, ModelCost):
+            raise TypeError(
+                f"`{name}` must be a ModelCost (from `model_cost(model)`). "
+                f"Received: {name} of type {type(value).__name__}"
+            )
+    if full.macs <= 0:
+        raise ValueError(
+            "`full` must count some multiply-adds to compare against. "
+            f"Received: full.macs={full.macs}"
+        )
+    return 1 - small.macs / full.macs

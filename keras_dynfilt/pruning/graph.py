@@ -16,6 +16,7 @@ does.
 
 import collections
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -275,6 +276,8 @@ class ChannelGraph(RuleContext):
         self.layers = {}
         self.records = {}
         self._path = ()
+        self._zero_targets = None  # masking's targets, by group
+        self._graphs = []  # (model, its graph) of every graph model walked
         graph = graph_of(model)
         inputs = [
             self._fixed_slots(tuple(t.shape), "model input")
@@ -434,6 +437,7 @@ class ChannelGraph(RuleContext):
     # -- the walk ------------------------------------------------------------
     def _walk(self, model, in_slots, prefix):
         graph = graph_of(model)
+        self._graphs.append((model, graph))
         values = {}
         for tensor, slots in zip(graph.inputs, in_slots):
             values[id(tensor)] = slots
@@ -528,18 +532,26 @@ class ChannelGraph(RuleContext):
         for root, members in atoms.items():
             if root in self.fixed:
                 continue
-            unit = tuple(sorted(members, key=atom_key))
-            count = collections.Counter(path for path, _ in unit)
-            signature = tuple(sorted(count.items(), key=lambda c: order[c[0]]))
-            key = (signature, tuple(sorted(tags.get(root, ()))))
-            by_signature[key].append((unit, root))
+            if len(members) == 1:  # most units: one filter of one layer
+                unit = tuple(members)
+                signature = ((unit[0][0], 1),)
+            else:
+                unit = tuple(sorted(members, key=atom_key))
+                # Filters per layer, in layer order (the unit is sorted so).
+                count = {}
+                for path, _ in unit:
+                    count[path] = count.get(path, 0) + 1
+                signature = tuple(count.items())
+            found = tags.get(root)
+            key = (signature, tuple(sorted(found)) if found else ())
+            by_signature[key].append((atom_key(unit[0]), unit, root))
+        for members in by_signature.values():
+            members.sort(key=lambda m: m[0])
         groups = []
         names = collections.Counter()
         for (signature, _), members in sorted(
-            by_signature.items(),
-            key=lambda item: min(atom_key(u[0]) for u, _ in item[1]),
+            by_signature.items(), key=lambda item: item[1][0][0]
         ):
-            members.sort(key=lambda m: atom_key(m[0][0]))
             layers = [path for path, _ in signature]
             name = layers[0]
             if len(layers) > 1:
@@ -549,20 +561,65 @@ class ChannelGraph(RuleContext):
                 name += f" #{names[name]}"
             groups.append(
                 FilterGroup(
-                    self, name, layers, [u for u, _ in members],
-                    [r for _, r in members],
+                    self, name, layers, [u for _, u, _ in members],
+                    [r for _, _, r in members],
                 )
             )
         self.groups = groups
-        self.prunable_roots = np.array(
-            sorted(r for g in groups for r in g._roots), np.int64
+        self.prunable_roots = np.sort(
+            np.concatenate([g._roots for g in groups] or [[]]).astype(np.int64)
         )
+        self._analysed = self._signature()
 
-    def keep_of(self, slots, removed_roots):
-        """Boolean keep array for a slot array, given the removed roots."""
+    def removed_lookup(self, removed_roots):
+        """Boolean array over roots, True where the root is removed: index
+        it with `roots[slots]` instead of searching the removed roots again
+        for every slot array (that search made compaction quadratic)."""
+        lookup = np.zeros(len(self.roots), bool)
+        lookup[np.asarray(removed_roots, np.int64)] = True
+        return lookup
+
+    def keep_of(self, slots, removed):
+        """Boolean keep array for a slot array.
+
+        `removed` is the array of removed roots, or better the boolean
+        `removed_lookup` of it (built once for many slot arrays).
+        """
         if slots is None:
             return None
-        return ~np.isin(self.roots[np.asarray(slots, np.int64)], removed_roots)
+        removed = np.asarray(removed)
+        if removed.dtype != bool or removed.shape != self.roots.shape:
+            removed = self.removed_lookup(removed)
+        return ~removed[self.roots[np.asarray(slots, np.int64)]]
+
+    def is_current(self):
+        """Whether the analysis still describes its model: the same graph
+        objects (a Sequential model gets a new one from `add`/`pop`), the
+        same rule for every layer (none registered since) and the same
+        weight shapes (no layer rebuilt at other widths). A functional
+        model's connections never change."""
+        return self._signature() == self._analysed
+
+    def _signature(self):
+        """What the analysis read besides the graph's connections."""
+        return (
+            tuple(graph_of(m) is g for m, g in self._graphs),
+            tuple(
+                (
+                    get_channel_rule(r.layer),
+                    tuple(
+                        tuple(w.shape)
+                        for w in getattr(r.layer, "weights", None) or ()
+                    ),
+                )
+                for r in self.records.values()
+            ),
+        )
+
+
+# model -> weak reference to its latest ChannelGraph: compact and
+# model_cost reuse the analysis behind the groups a caller still holds.
+_ANALYSES = weakref.WeakKeyDictionary()
 
 
 def _tracing():
@@ -577,7 +634,33 @@ def analyze(model):
     traced, blocks = _tracing()._traced(model)
     graph = ChannelGraph(traced)
     graph.traced = list(blocks)
+    try:
+        _ANALYSES[model] = weakref.ref(graph)
+    except TypeError:  # a model that cannot be weakly referenced or hashed
+        pass
     return graph
+
+
+def cached_analysis(model, graph=None):
+    """A `ChannelGraph` of `model` without analysing it again if possible.
+
+    `graph` (e.g. the graph of the groups a mask names) when it is an
+    analysis of `model` that still describes it (`is_current`), else the
+    latest analysis of `model` while it is alive (a caller holds its
+    groups) and current, else a new analysis.
+    """
+    if graph is not None and graph.is_current() and (
+        graph.model is model or graph.model is _tracing()._traced(model)[0]
+    ):
+        return graph
+    try:
+        ref = _ANALYSES.get(model)
+    except TypeError:
+        ref = None
+    graph = None if ref is None else ref()
+    if graph is not None and graph.is_current():
+        return graph
+    return analyze(model)
 
 
 def filter_groups(model, warn=True):

@@ -21,14 +21,18 @@ from keras_dynfilt._validation import check_keep_mask
 from keras_dynfilt.pruning.graph import FilterGroup, _variables
 
 
-def _zero_targets(group):
-    """`(variable, axis, unit_index)` for every weight the group zeroes."""
-    if group._zero_targets is not None:
-        return group._zero_targets
-    graph = group.graph
+def _zero_targets_by_group(graph):
+    """`(variable, axis, units)` targets of every group of `graph`, found
+    in one pass over the layers (a pass per group made masking every group
+    quadratic in the model's size); cached on the graph."""
+    if graph._zero_targets is not None:
+        return graph._zero_targets
+    group_of_root = np.full(len(graph.roots), -1, np.int64)
     unit_of_root = np.full(len(graph.roots), -1, np.int64)
-    unit_of_root[group._roots] = np.arange(group.size)
-    targets = []
+    for index, group in enumerate(graph.groups):
+        group_of_root[group._roots] = index
+        unit_of_root[group._roots] = np.arange(group.size)
+    targets = {id(group): [] for group in graph.groups}
     for record in graph.records.values():
         if record.rule is None:
             continue
@@ -39,22 +43,23 @@ def _zero_targets(group):
             for axis in axes:
                 if not axis.zero:
                     continue
-                units = unit_of_root[graph.roots[np.asarray(axis.slots)]]
-                if np.any(units >= 0):
-                    targets.append((variables[name], axis.axis, units))
-    group._zero_targets = targets
+                roots = graph.roots[np.asarray(axis.slots, np.int64)]
+                owners = group_of_root[roots]
+                units = unit_of_root[roots]
+                for index in np.unique(owners[owners >= 0]):
+                    targets[id(graph.groups[index])].append((
+                        variables[name], axis.axis,
+                        np.where(owners == index, units, -1),
+                    ))
+    graph._zero_targets = targets
     return targets
 
 
-def _check_keep(group, keep):
-    keep = np.asarray(keep)
-    if keep.shape != (group.size,) or keep.dtype.kind not in "biu":
-        raise ValueError(
-            f"`keep` must be a boolean array of shape ({group.size},) for "
-            f"group {group.name!r}. Received: keep of shape {keep.shape} and "
-            f"dtype {keep.dtype}"
-        )
-    return keep.astype(bool)
+def _zero_targets(group):
+    """`(variable, axis, unit_index)` for every weight the group zeroes."""
+    if group._zero_targets is None:
+        group._zero_targets = _zero_targets_by_group(group.graph)[id(group)]
+    return group._zero_targets
 
 
 def apply_group_mask(group, keep):
@@ -67,10 +72,12 @@ def apply_group_mask(group, keep):
             filters and BatchNormalization gamma/beta of its channels.
 
     Examples:
-        >>> inputs = keras.Input((8, 8, 3))
-        >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
-        >>> x = keras.layers.GlobalAveragePooling2D()(x)
-        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 3)),
+        ...     keras.layers.Conv2D(8, 3, name="conv"),
+        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(2, name="fc"),
+        ... ])
         >>> groups = keras_dynfilt.pruning.filter_groups(model)
         >>> keep = np.ones(groups[0].size, bool)
         >>> keep[:2] = False
@@ -92,7 +99,7 @@ def apply_group_mask(group, keep):
             f"`keep` removes every unit of group {group.name!r}; keep at "
             "least one (a layer cannot lose all its filters)."
         )
-    assign_unit_mask(_zero_targets(group), _check_keep(group, keep))
+    assign_unit_mask(_zero_targets(group), keep)
 
 
 def assign_unit_mask(targets, keep):
@@ -115,8 +122,9 @@ def assign_unit_mask(targets, keep):
         variable.assign(ops.where(mask, value, ops.zeros_like(value)))
 
 
-def zero_units(graph):
-    """Roots of the prunable units whose masked parameters are all zero."""
+def removed_roots(graph):
+    """The units a masked model has removed: the roots of the prunable
+    units whose masked parameters are all zero (`compact` drops them)."""
     nonzero = np.zeros(len(graph.roots), bool)
     for record in graph.records.values():
         if record.rule is None:
@@ -141,3 +149,6 @@ def zero_units(graph):
     return np.array(
         [r for r in graph.prunable_roots if not nonzero[r]], np.int64
     )
+
+
+zero_units = removed_roots  # the older name (it returns roots, not units)

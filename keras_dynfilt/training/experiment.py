@@ -1,18 +1,15 @@
-"""The command line and the run record shared by every example script.
+"""`ExperimentRun`: one example run's set-up and its record.
 
-The same flags work on every Keras backend. On TensorFlow, `--strategy`
-builds a `tf.distribute` strategy and `--jit-compile true` under several
+The same settings work on every Keras backend. On TensorFlow, `strategy`
+builds a `tf.distribute` strategy and `jit_compile=True` under several
 replicas compiles the per-replica step with XLA (`replica_jit`). On JAX,
-`--strategy mirrored` (and `auto` with several accelerators) is Keras's own
-`keras.distribution.DataParallel` over the visible devices, and
-`--jit-compile` is `model.compile(jit_compile=...)`, i.e. `jax.jit`. On
-PyTorch only the default (one device) exists; `--jit-compile true` is
+`strategy="mirrored"` (and `"auto"` with several accelerators) is Keras's
+own `keras.distribution.DataParallel` over the visible devices, and
+`jit_compile` is `model.compile(jit_compile=...)`, i.e. `jax.jit`. On
+PyTorch only the default (one device) exists; `jit_compile=True` is
 Keras's `torch.compile`.
 """
 
-import argparse
-import contextlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -22,300 +19,184 @@ import time
 import keras
 import numpy as np
 
+from keras_dynfilt._validation import check_bool, check_int, check_positive_int
+from keras_dynfilt.training.arguments import example_argument_parser
 from keras_dynfilt.training.datasets import DATASETS, load_image_data
+from keras_dynfilt.training.plots import plot_history
+from keras_dynfilt.training.run_record import (
+    EpochTimer,
+    backend_versions,
+    devices,
+    json_default,
+)
+from keras_dynfilt.training.strategies import (
+    STRATEGIES,
+    SingleDevice,
+    cpu_mirrored_strategy,
+    enable_determinism,
+    make_strategy,
+    num_replicas,
+    split_cpu,
+)
 
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-
-
-def example_argument_parser(
-    description, dataset="auto", epochs=10, batch_size=128, output_dir=None
-):
-    """An `argparse.ArgumentParser` with the flags every example shares.
-
-    `--dataset`, `--data-dir`, `--epochs`, `--batch-size` (global, split
-    across replicas), `--seed`, `--strategy {auto,default,mirrored,
-    multi_worker}`, `--cpu-replicas N` (split the CPU into N logical devices,
-    for trying MirroredStrategy without GPUs), `--jit-compile
-    {auto,true,false}`, `--mixed-precision`, `--deterministic`,
-    `--output-dir`, `--steps-per-epoch` and `--limit-train` (for smoke runs)
-    and `--verbose`. Scripts add their own flags to the returned parser.
-    """
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--dataset",
-        default=dataset,
-        choices=list(DATASETS) + ["auto"],
-        help="'auto': Fashion-MNIST from Debian's package when installed, "
-        "else scikit-learn's digits",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with the dataset's files (offline); default: Debian's "
-        "Fashion-MNIST folder when present, else tensorflow-datasets online",
-    )
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=batch_size,
-        help="global batch size (all replicas together)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
-    parser.add_argument(
-        "--cpu-replicas",
-        type=int,
-        default=0,
-        help="split the CPU into this many logical devices (0: leave as is; "
-        "on JAX only before JAX starts its runtime)",
-    )
-    parser.add_argument(
-        "--jit-compile",
-        default="auto",
-        choices=("auto", "true", "false"),
-        help="XLA; 'auto' resolves as Keras does (off on CPU)",
-    )
-    parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="deterministic ops (TensorFlow: enable_op_determinism; "
-        "PyTorch: use_deterministic_algorithms; JAX on GPU: "
-        "--xla_gpu_deterministic_ops)",
-    )
-    parser.add_argument(
-        "--output-dir", default=output_dir or os.path.join("runs", "latest")
-    )
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=None,
-        help="limit each epoch (smoke runs)",
-    )
-    parser.add_argument(
-        "--limit-train",
-        type=int,
-        default=None,
-        help="use only this many training examples (smoke runs)",
-    )
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
-    return parser
-
-
-def cpu_mirrored_strategy(devices=None):
-    """`MirroredStrategy` over logical CPU devices, reducing on one device.
-
-    Collective all-reduce (TensorFlow's default here) keys its ops per
-    strategy object, and a second strategy in the same process collides with
-    the first ("Shape mismatch in the collective instance 100"), after which
-    every collective in the process is aborted. `ReductionToOneDevice` has no
-    such state and costs nothing that matters on one host's CPUs.
-
-    Args:
-        devices: Device names; defaults to every logical CPU.
-    """
-    import tensorflow as tf
-
-    if devices is None:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(
-        list(devices), cross_device_ops=tf.distribute.ReductionToOneDevice()
-    )
-
-
-class SingleDevice:
-    """No distribution (JAX, PyTorch): `scope()` does nothing."""
-
-    num_replicas_in_sync = 1
-
-    def scope(self):
-        return contextlib.nullcontext()
-
-
-def _make_distribution(name):
-    """`--strategy` on JAX and PyTorch: `keras.distribution` or none."""
-    backend = keras.backend.backend()
-    if name == "multi_worker":
-        raise ValueError(
-            "`--strategy multi_worker` is TensorFlow's "
-            "MultiWorkerMirroredStrategy; the "
-            f"{backend} backend has no such strategy here. Use 'mirrored' "
-            "(JAX: keras.distribution.DataParallel) or 'default'. "
-            "Received: strategy='multi_worker'"
-        )
-    if name == "default":
-        return SingleDevice()
-    if backend != "jax":
-        if name == "mirrored":
-            raise ValueError(
-                "`--strategy mirrored` needs the TensorFlow backend "
-                "(MirroredStrategy) or JAX (keras.distribution.DataParallel); "
-                f"the {backend} backend has neither. Received: "
-                "strategy='mirrored'"
-            )
-        return SingleDevice()
-    devices = keras.distribution.list_devices()
-    if name == "auto" and (
-        len(devices) < 2 or all(d.startswith("cpu") for d in devices)
-    ):
-        # As on TensorFlow: distribute by default over accelerators only.
-        return SingleDevice()
-    return keras.distribution.DataParallel(devices=devices)
-
-
-def _num_replicas(strategy):
-    if isinstance(strategy, keras.distribution.DataParallel):
-        return int(np.prod(strategy.device_mesh.shape))
-    return strategy.num_replicas_in_sync
-
-
-def _set_cpu_devices(count):
-    """JAX: `count` CPU devices, if its runtime has not started yet."""
-    import jax
-
-    try:
-        jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:
-        # Already started (e.g. XLA_FLAGS configured the devices early).
-        pass
-
-
-def _backend_versions():
-    """Versions of the installed backends, without importing any."""
-    versions = {}
-    for package, dists in (
-        ("tensorflow", ("tensorflow", "tensorflow-cpu")),
-        ("jax", ("jax",)),
-        ("torch", ("torch",)),
-    ):
-        module = sys.modules.get(package)
-        versions[package] = getattr(module, "__version__", None)
-        for dist in dists:
-            if versions[package]:
-                break
-            try:
-                versions[package] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                pass
-    return versions
-
-
-def _devices():
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_logical_devices()]
-    if backend == "jax":
-        import jax
-
-        return [str(d) for d in jax.devices()]
-    if backend == "torch":
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return ["cpu"] + [f"cuda:{i}" for i in range(count)]
-    return []
-
-
-def _make_strategy(name):
-    if keras.backend.backend() != "tensorflow":
-        return _make_distribution(name)
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        if not tf.config.list_logical_devices("GPU"):
-            # No GPU: mirror over the logical CPUs (see --cpu-replicas).
-            return cpu_mirrored_strategy()
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError(
-                "`--strategy multi_worker` reads the cluster from the "
-                "TF_CONFIG environment variable, which is not set. "
-                "Received: strategy='multi_worker'"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    # auto: every local GPU when there are several, else the default.
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch's training part (without validation)."""
-
-    def on_train_begin(self, logs=None):
-        self.epoch_seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        if hasattr(self, "_start"):
-            self.epoch_seconds.append(time.perf_counter() - self._start)
-            del self._start
-
-    def on_epoch_end(self, epoch, logs=None):
-        if hasattr(self, "_start"):
-            self.epoch_seconds.append(time.perf_counter() - self._start)
-            del self._start
+# The keyword arguments that are also `example_argument_parser`'s flags.
+_SETTINGS = (
+    "output_dir", "dataset", "data_dir", "batch_size", "seed", "strategy",
+    "jit_compile", "mixed_precision", "deterministic", "cpu_replicas",
+    "steps_per_epoch", "limit_train",
+)
+# `jit_compile` as given (the command line's strings too) -> Keras's value.
+_JIT_COMPILE = {"auto": "auto", "true": True, "false": False,
+                True: True, False: False}
 
 
 class ExperimentRun:
-    """One example run: set-up from the shared flags, then its record.
+    """One example run: set-up from the shared settings, then its record.
 
     Creating it seeds every generator, sets the dtype policy, op determinism
     and the logical CPU devices, and builds the distribution strategy; so
     create it before building any model. `finish` writes `results.json`
     (arguments, versions, devices and replicas, per-epoch history, test
     metrics, wall time, examples per second) and `learning_curves.png` into
-    `--output-dir`.
+    `output_dir`. A script built on `example_argument_parser` creates it
+    from its parsed flags with `ExperimentRun.from_args(args)`.
 
     Args:
-        args: The parsed `argparse.Namespace` of `example_argument_parser`.
+        output_dir: Folder for `results.json` and `learning_curves.png`
+            (created if missing).
+        dataset: What `load_data` loads: `"mnist"`, `"fashion_mnist"`,
+            `"cifar10"`, `"digits"` or `"auto"` (see `load_image_data`).
+        data_dir: Folder with the dataset's files (offline), or `None`.
+        batch_size: Global batch size (all replicas together).
+        seed: Seeds Python, NumPy, the backend and the shuffle.
+        strategy: `"auto"`, `"default"`, `"mirrored"` or `"multi_worker"`
+            (TensorFlow's `MultiWorkerMirroredStrategy`, from `TF_CONFIG`).
+        jit_compile: `"auto"`, `True` or `False` (or the command line's
+            `"true"` / `"false"`).
+        mixed_precision: Use the `mixed_float16` dtype policy.
+        deterministic: Deterministic ops (TensorFlow:
+            `enable_op_determinism`; PyTorch: `use_deterministic_algorithms`;
+            JAX on GPU: `--xla_gpu_deterministic_ops`).
+        cpu_replicas: Split the CPU into this many logical devices (0 or 1:
+            leave it as is; on JAX only before its runtime starts).
+        steps_per_epoch: Steps of each epoch, when limited (for the
+            examples-per-second figure); `None`: the whole split.
+        limit_train: Keep only this many training examples, or `None`.
+        arguments: Further entries of `results.json`'s `"arguments"` (a
+            script's own settings, e.g. its number of epochs).
+
+    Examples:
+
+    A run on scikit-learn's digits, without a command line:
+
+    >>> import tempfile
+    >>> run = keras_dynfilt.training.ExperimentRun(
+    ...     output_dir=tempfile.mkdtemp(), dataset="digits", batch_size=64,
+    ...     limit_train=256, arguments={"epochs": 1})
+    >>> data = run.load_data()
+    >>> with run.strategy.scope():
+    ...     model = keras.Sequential([
+    ...         keras.Input(data.input_shape),
+    ...         keras.layers.Flatten(),
+    ...         keras.layers.Dense(data.num_classes),
+    ...     ])
+    ...     model = run.compile(
+    ...         model, optimizer="adam",
+    ...         loss=keras.losses.SparseCategoricalCrossentropy(
+    ...             from_logits=True))
+    >>> history = model.fit(
+    ...     data.train, epochs=1, verbose=0, callbacks=run.callbacks())
+    >>> results = run.finish(history, plot=False)
+    >>> results["arguments"]["epochs"], results["dataset"]["num_train"]
+    (1, 256)
+    >>> len(results["epoch_seconds"]), results["num_replicas"]
+    (1, 1)
     """
 
-    def __init__(self, args):
-        self.args = args
+    def __init__(
+        self,
+        *,
+        output_dir,
+        dataset="auto",
+        data_dir=None,
+        batch_size=128,
+        seed=0,
+        strategy="auto",
+        jit_compile="auto",
+        mixed_precision=False,
+        deterministic=False,
+        cpu_replicas=0,
+        steps_per_epoch=None,
+        limit_train=None,
+        arguments=None,
+    ):
+        if not isinstance(output_dir, (str, os.PathLike)):
+            raise TypeError(
+                "`output_dir` must be a path (a string or os.PathLike). "
+                f"Received: output_dir={output_dir!r}"
+            )
+        if dataset not in (*DATASETS, "auto"):
+            raise ValueError(
+                f"`dataset` must be one of {list(DATASETS) + ['auto']}. "
+                f"Received: dataset={dataset!r}"
+            )
+        check_positive_int(batch_size, "batch_size")
+        check_int(seed, "seed", 0, 2**32 - 1)
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"`strategy` must be one of {list(STRATEGIES)}. "
+                f"Received: strategy={strategy!r}"
+            )
+        if not (
+            isinstance(jit_compile, bool)
+            or jit_compile in ("auto", "true", "false")
+        ):
+            raise ValueError(
+                "`jit_compile` must be 'auto', True or False. "
+                f"Received: jit_compile={jit_compile!r}"
+            )
+        check_bool(mixed_precision, "mixed_precision")
+        check_bool(deterministic, "deterministic")
+        check_int(cpu_replicas, "cpu_replicas", 0)
+        check_int(steps_per_epoch, "steps_per_epoch", 1, allow_none=True)
+        check_int(limit_train, "limit_train", 1, None, allow_none=True)
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(
+                "`arguments` must be None or a dict. "
+                f"Received: arguments={arguments!r}"
+            )
+        self.output_dir = os.fspath(output_dir)
+        self.dataset = dataset
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = steps_per_epoch
+        self.limit_train = limit_train
+        self.arguments = {
+            "output_dir": self.output_dir,
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "batch_size": batch_size,
+            "seed": seed,
+            "strategy": strategy,
+            "jit_compile": jit_compile,
+            "mixed_precision": mixed_precision,
+            "deterministic": deterministic,
+            "cpu_replicas": cpu_replicas,
+            "steps_per_epoch": steps_per_epoch,
+            "limit_train": limit_train,
+            **(arguments or {}),
+        }
         self.backend = keras.backend.backend()
         self.start_time = time.perf_counter()
-        for flag in ("epochs", "batch_size"):
-            value = getattr(args, flag)
-            if value < 1:
-                raise ValueError(
-                    f"`--{flag.replace('_', '-')}` must be a positive "
-                    f"integer. Received: {value}"
-                )
-        if self.backend == "jax" and args.cpu_replicas > 1:
-            _set_cpu_devices(args.cpu_replicas)
-        if self.backend == "tensorflow" and args.cpu_replicas > 1:
-            import tensorflow as tf
-
-            cpus = tf.config.list_physical_devices("CPU")
-            try:
-                tf.config.set_logical_device_configuration(
-                    cpus[0],
-                    [tf.config.LogicalDeviceConfiguration()]
-                    * args.cpu_replicas,
-                )
-            except RuntimeError:
-                # Already initialised (tests configure the devices early).
-                pass
-        keras.utils.set_random_seed(args.seed)
-        if args.deterministic:
-            _enable_determinism(self.backend)
-        if args.mixed_precision:
+        split_cpu(cpu_replicas)
+        keras.utils.set_random_seed(seed)
+        if deterministic:
+            enable_determinism(self.backend)
+        if mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        self.strategy = _make_strategy(args.strategy)
-        self.num_replicas = _num_replicas(self.strategy)
+        self.strategy = make_strategy(strategy)
+        self.num_replicas = num_replicas(self.strategy)
         if self.backend == "jax":
             # fit/evaluate run outside `strategy.scope()`: the distribution
             # is global for the run; `finish` clears it.
@@ -323,13 +204,35 @@ class ExperimentRun:
                 None if isinstance(self.strategy, SingleDevice)
                 else self.strategy
             )
-        self.jit_compile = {"auto": "auto", "true": True, "false": False}[
-            args.jit_compile
-        ]
-        os.makedirs(args.output_dir, exist_ok=True)
-        self._timer = _EpochTimer()
+        self._jit_requested = jit_compile
+        self.jit_compile = _JIT_COMPILE[jit_compile]
+        os.makedirs(self.output_dir, exist_ok=True)
+        self._timer = EpochTimer()
         self.data = None
         self.model = None
+
+    @classmethod
+    def from_args(cls, args):
+        """An `ExperimentRun` from `example_argument_parser`'s parsed flags.
+
+        Every flag, the script's own included, is recorded under
+        `"arguments"` in `results.json`.
+
+        Args:
+            args: The `argparse.Namespace` of
+                `example_argument_parser(...).parse_args()`.
+        """
+        # Checked here with the flags' names, which a command-line user
+        # knows, before the keyword checks of `__init__`.
+        for flag in ("epochs", "batch_size"):
+            value = getattr(args, flag)
+            if value < 1:
+                raise ValueError(
+                    f"`--{flag.replace('_', '-')}` must be a positive "
+                    f"integer. Received: {value}"
+                )
+        settings = {name: getattr(args, name) for name in _SETTINGS}
+        return cls(**settings, arguments=vars(args))
 
     @property
     def is_chief(self):
@@ -342,15 +245,15 @@ class ExperimentRun:
         )
 
     def load_data(self, map_fn=None, augment=None):
-        """Loads `--dataset` as an `ImageData` batched by the global batch."""
+        """Loads `dataset` as an `ImageData` batched by the global batch."""
         self.data = load_image_data(
-            self.args.dataset,
-            batch_size=self.args.batch_size,
-            data_dir=self.args.data_dir,
-            seed=self.args.seed,
+            self.dataset,
+            batch_size=self.batch_size,
+            data_dir=self.data_dir,
+            seed=self.seed,
             map_fn=map_fn,
             augment=augment,
-            limit_train=self.args.limit_train,
+            limit_train=self.limit_train,
             **(
                 {}
                 if self.backend == "tensorflow"
@@ -360,9 +263,9 @@ class ExperimentRun:
         return self.data
 
     def compile(self, model, **compile_kwargs):
-        """`model.compile(**compile_kwargs)` with `--jit-compile` applied.
+        """`model.compile(**compile_kwargs)` with `jit_compile` applied.
 
-        Under a strategy with several replicas and `--jit-compile true`, the
+        Under a strategy with several replicas and `jit_compile=True`, the
         per-replica step is compiled with XLA and the all-reduce runs outside
         it (`keras_dynfilt.training.compile_replica_jit`); Keras alone fails
         there (keras-team/keras#19005). Call it under `strategy.scope()`.
@@ -394,16 +297,16 @@ class ExperimentRun:
             "versions": {
                 "keras_dynfilt": keras_dynfilt.__version__,
                 "keras": keras.__version__,
-                **_backend_versions(),
+                **backend_versions(),
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },
             "backend": keras.backend.backend(),
-            "devices": _devices(),
+            "devices": devices(),
             "strategy": type(self.strategy).__name__,
             "num_replicas": self.num_replicas,
             "jit_compile": {
-                "requested": self.args.jit_compile,
+                "requested": self._jit_requested,
                 "resolved": None if model is None else model.jit_compile,
                 "per_replica_xla": bool(getattr(model, "_replica_jit", False)),
             },
@@ -428,15 +331,15 @@ class ExperimentRun:
         epoch_seconds = list(getattr(self._timer, "epoch_seconds", []))
         examples = None
         if self.data is not None and epoch_seconds:
-            steps = self.args.steps_per_epoch
+            steps = self.steps_per_epoch
             per_epoch = (
-                min(self.data.num_train, steps * self.args.batch_size)
+                min(self.data.num_train, steps * self.batch_size)
                 if steps
                 else self.data.num_train
             )
             examples = per_epoch * len(epoch_seconds) / sum(epoch_seconds)
         results = {
-            "arguments": vars(self.args),
+            "arguments": dict(self.arguments),
             **self.describe(),
             "dataset": None
             if self.data is None
@@ -456,76 +359,20 @@ class ExperimentRun:
             **(extra or {}),
         }
         if self.is_chief:
-            path = os.path.join(self.args.output_dir, "results.json")
+            path = os.path.join(self.output_dir, "results.json")
             with open(path, "w") as f:
-                json.dump(results, f, indent=2, default=_json_default)
+                json.dump(results, f, indent=2, default=json_default)
             if plot and hist:
                 plot_history(
-                    hist,
-                    os.path.join(self.args.output_dir, "learning_curves.png"),
+                    hist, os.path.join(self.output_dir, "learning_curves.png")
                 )
         return results
 
 
-def _enable_determinism(backend):
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    elif backend == "torch":
-        import torch
-
-        torch.use_deterministic_algorithms(True)
-    elif backend == "jax":
-        # XLA on CPU is deterministic; on GPU the flag must be there before
-        # JAX starts (it is read once).
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_gpu_deterministic_ops" not in flags:
-            os.environ["XLA_FLAGS"] = (
-                flags + " --xla_gpu_deterministic_ops=true"
-            ).strip()
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def plot_history(history, path, title=None):
-    """Saves a PNG of every metric of a Keras history dict, train vs val."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:  # matplotlib is the `plot` extra
-        return None
-    names = [k for k in history if not k.startswith("val_")]
-    fig, axes = plt.subplots(
-        1, len(names), figsize=(4 * len(names), 3.2), squeeze=False
-    )
-    for ax, name in zip(axes[0], names):
-        epochs = np.arange(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], marker="o", label="train")
-        val = history.get(f"val_{name}")
-        if val:
-            # With `validation_freq=k` there are fewer validation points:
-            # they belong to every k-th epoch, ending at the last one.
-            step = max(1, len(epochs) // len(val))
-            val_epochs = epochs[step - 1 :: step][: len(val)]
-            ax.plot(val_epochs, val, marker="o", label="test")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+# Importable from here as before the split.
+__all__ = [
+    "ExperimentRun",
+    "cpu_mirrored_strategy",
+    "example_argument_parser",
+    "plot_history",
+]

@@ -42,13 +42,20 @@ class FilterGenerationHyperModel(PaperHyperModel):
         fixed: Optional dict of pinned values.
         name: Optional name; defaults to `"filter_generation"`.
 
-    Example:
+    Examples:
 
+    >>> import keras_tuner
     >>> hypermodel = keras_dynfilt.tuning.FilterGenerationHyperModel(
-    ...     (28, 28, 1), 10, fixed={"repository_size": 5})
-    >>> tuner = keras_dynfilt.tuning.make_tuner(hypermodel, max_trials=3)
-    >>> tuner.search(x_train, y_train, validation_data=(x_val, y_val),
-    ...              epochs=2)
+    ...     (8, 8, 1), 3, filters=(4,), kernel_size=3,
+    ...     fixed={"repository_size": 2})
+    >>> hp = keras_tuner.HyperParameters()
+    >>> model = hypermodel.build(hp)
+    >>> hp.values
+    {'encoder_filters': 20, 'repository_size': 2, 'learning_rate': 0.001}
+    >>> model.get_layer("conv1").repository_size, sorted(model.output)
+    (2, ['logits', 'reconstruction'])
+
+    A search with it: `keras_dynfilt.tuning.make_tuner`.
     """
 
     SEARCH_SPACE = {

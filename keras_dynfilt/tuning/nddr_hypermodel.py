@@ -67,12 +67,20 @@ class NDDRHyperModel(PaperHyperModel):
         fixed: Optional dict of pinned values.
         name: Optional name; defaults to `"nddr"`.
 
-    Example:
+    Examples:
 
-    >>> hypermodel = keras_dynfilt.tuning.NDDRHyperModel((28, 28, 1), (10, 8))
-    >>> tuner = keras_dynfilt.tuning.make_tuner(hypermodel, max_trials=4)
-    >>> tuner.search(x, [y_class, y_rotation], epochs=3,
-    ...              validation_data=(x_val, [y_val_class, y_val_rotation]))
+    >>> import keras_tuner
+    >>> hypermodel = keras_dynfilt.tuning.NDDRHyperModel(
+    ...     (8, 8, 1), (3, 2), widths=(4, 8))
+    >>> hypermodel.paper_defaults()
+    {'init': 'diagonal', 'nddr_alpha': 0.9, 'lr_multiplier': 100.0, \
+'weight_decay': 0.0005}
+    >>> model = hypermodel.build(keras_tuner.HyperParameters())
+    >>> nddr = model.get_layer("nddr_1")
+    >>> nddr.alpha, nddr.beta, nddr.lr_multiplier
+    (0.9, 0.1, 100.0)
+
+    A search with it: `keras_dynfilt.tuning.make_tuner`.
     """
 
     SEARCH_SPACE = {

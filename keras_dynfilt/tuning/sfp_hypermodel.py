@@ -89,13 +89,30 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
         fixed: Optional dict of pinned values.
         name: Optional name; defaults to `"sfp"`.
 
-    Example:
+    Examples:
 
+    One trial by hand (a tuner calls `build` and `fit` the same way): the
+    model is trained under `SoftFilterPruning`, compacted and scored.
+
+    >>> import keras_tuner
+    >>> def tiny_cnn():
+    ...     inputs = keras.Input((8, 8, 1))
+    ...     h = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    ...     h = keras.layers.Conv2D(8, 3, activation="relu")(h)
+    ...     h = keras.layers.GlobalAveragePooling2D()(h)
+    ...     return keras.Model(inputs, keras.layers.Dense(2)(h))
     >>> hypermodel = keras_dynfilt.tuning.SoftFilterPruningHyperModel(
-    ...     lambda: keras_dynfilt.models.resnet_cifar(20, 10, (28, 28, 1)),
-    ...     flops_weight=0.1)
-    >>> tuner = keras_dynfilt.tuning.make_tuner(hypermodel, max_trials=6)
-    >>> tuner.search(x, y, validation_data=(x_val, y_val), epochs=10)
+    ...     tiny_cnn, flops_weight=0.1)
+    >>> hp = keras_tuner.HyperParameters()
+    >>> model = hypermodel.build(hp)
+    >>> hp.values
+    {'pruning_rate': 0.3, 'criterion': 'l2', 'frequency': 1}
+    >>> x = np.random.default_rng(0).random((32, 8, 8, 1), "float32")
+    >>> y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
+    >>> result = hypermodel.fit(
+    ...     hp, model, x, y, validation_data=(x, y), epochs=1, verbose=0)
+    >>> result["macs"], result["full_macs"], result["sparsity"]
+    (7140.0, 11824.0, 0.25)
     """
 
     SEARCH_SPACE = {

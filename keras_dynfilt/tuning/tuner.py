@@ -260,12 +260,26 @@ def make_tuner(
         `TunerMixin`). `tuner.reloaded` tells whether an existing project
         was loaded.
 
-    Example:
+    Examples:
 
-    >>> hypermodel = keras_dynfilt.tuning.WSoftmaxHyperModel((28, 28, 1), 10)
-    >>> tuner = keras_dynfilt.tuning.make_tuner(hypermodel, max_trials=4)
-    >>> tuner.search(x, y, validation_data=(x_val, y_val), epochs=3)
-    >>> report = keras_dynfilt.tuning.tuning_report(tuner, "runs/report")
+    A one-trial search on 32 small images, and its report:
+
+    >>> import tempfile
+    >>> x = np.random.default_rng(0).random((32, 8, 8, 1), "float32")
+    >>> y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
+    >>> hypermodel = keras_dynfilt.tuning.WSoftmaxHyperModel(
+    ...     (8, 8, 1), 2, channels=4)
+    >>> folder = tempfile.mkdtemp()
+    >>> tuner = keras_dynfilt.tuning.make_tuner(
+    ...     hypermodel, max_trials=1, directory=folder)
+    >>> print(tuner.oracle.objective)
+    Objective(name="val_accuracy", direction="max")
+    >>> tuner.search(x, y, validation_data=(x, y), epochs=2, verbose=0)
+    >>> report = keras_dynfilt.tuning.tuning_report(tuner, folder)
+    >>> len(report.trials), report.best["status"]
+    (1, 'COMPLETED')
+    >>> sorted(report.files)
+    ['json', 'markdown', 'plot']
     """
     check_tensorboard()
     if tuner not in TUNERS:

@@ -50,13 +50,21 @@ class WSoftmaxHyperModel(PaperHyperModel):
         fixed: Optional dict of pinned values.
         name: Optional name; defaults to `"wsoftmax"`.
 
-    Example:
+    Examples:
 
-    >>> hypermodel = keras_dynfilt.tuning.WSoftmaxHyperModel((28, 28, 1), 10)
-    >>> tuner = keras_dynfilt.tuning.make_tuner(hypermodel, max_trials=4)
-    >>> tuner.search(x_train, y_train, validation_data=(x_val, y_val),
-    ...              epochs=4)
-    >>> model = WSoftmaxHyperModel.inference_model(tuner.get_best_models()[0])
+    >>> import keras_tuner
+    >>> hypermodel = keras_dynfilt.tuning.WSoftmaxHyperModel(
+    ...     (8, 8, 1), 3, channels=4)
+    >>> hypermodel.paper_defaults()
+    {'alpha': 1.5, 'fc_multiple': 1, 'softmax_first': True}
+    >>> model = hypermodel.build(keras_tuner.HyperParameters())
+    >>> sorted(model.input), model.get_layer("fc").units
+    (['images', 'labels'], 2)
+    >>> logits = keras_dynfilt.tuning.WSoftmaxHyperModel.inference_model(model)
+    >>> logits.predict(np.zeros((5, 8, 8, 1)), verbose=0).shape
+    (5, 3)
+
+    A search with it: `keras_dynfilt.tuning.make_tuner`.
     """
 
     SEARCH_SPACE = {

@@ -75,7 +75,7 @@ def test_good_idx_files_pass_the_check(datasets, tmp_path):
         folder = tmp_path / str(compress)
         folder.mkdir()
         _write_mnist(folder, compress=compress)
-        datasets._check_idx_dir(str(folder))
+        datasets.check_idx_dir(str(folder))
     assert datasets.check_idx_file(
         folder / "train-images-idx3-ubyte"
     ) == (6, 28, 28)

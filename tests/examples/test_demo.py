@@ -5,7 +5,7 @@ import json
 import keras
 import pytest
 
-pytestmark = pytest.mark.tensorflow
+pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 pytest.importorskip("tensorflow")
 
 from tests.scripts import load_script  # noqa: E402

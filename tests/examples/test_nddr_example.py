@@ -6,6 +6,9 @@ import pytest
 
 from tests import scripts
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -13,7 +16,6 @@ def _load_script():
     return scripts.load_script("examples/nddr/train.py")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="no Fashion-MNIST")
 def test_nddr_shortcut_smoke_run(tmp_path):
     script = _load_script()

@@ -6,6 +6,9 @@ import pytest
 
 from tests.scripts import load_script
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def test_train_sfp_smoke(tmp_path):
     script = load_script("examples/pruning/train_sfp.py")

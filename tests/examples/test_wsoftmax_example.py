@@ -7,12 +7,14 @@ import pytest
 from keras_dynfilt.layers import WSoftmaxHead
 from tests import scripts
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def load_script():
     return scripts.load_script("examples/wsoftmax/train.py")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [

@@ -79,7 +79,26 @@ def test_three_level_network_builds():
                                       repository_size=2, filters=(2, 2, 2),
                                       kernel_size=3)
     assert model.get_layer("reduce3").output.shape[1:] == (4,)
-    assert model.get_layer("dec1_conv") is not None
+    # Three generated convolutions, each conditioned on its own z_l.
+    for level in (1, 2, 3):
+        conv = model.get_layer(f"conv{level}")
+        assert isinstance(conv, FilterGenerator) and conv.kernel_size == (3, 3)
+        assert conv.input[1] is model.get_layer(f"reduce{level}").output
+    # The decoder undoes the two stride-2 encoder layers (8 -> 16 -> 32),
+    # with a conv block between the upsamplings and none after the last.
+    assert [
+        (layer.name, tuple(layer.output.shape[1:]))
+        for layer in model.layers
+        if layer.name.startswith("dec")
+    ] == [
+        ("dec1_upsample", (16, 16, 4)),
+        ("dec1_conv", (16, 16, 4)),
+        ("dec1_bn", (16, 16, 4)),
+        ("dec1_lrelu", (16, 16, 4)),
+        ("dec2_upsample", (32, 32, 4)),
+        ("decoder_output", (32, 32, 1)),
+    ]
+    assert model.get_layer("dec1_conv").kernel.shape == (3, 3, 4, 4)
     assert model.output["reconstruction"].shape[1:] == (32, 32, 1)
 
 
@@ -104,8 +123,21 @@ def test_baseline_fits():
                                       filter_generation=False)
     _compile(model)
     x, y = _data()
-    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    # The untrained model's loss is the NumPy cross-entropy of its logits.
+    logits = model.predict(x, verbose=0).astype("float64")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    before = -log_p[np.arange(len(y)), y].mean()
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(before, rel=1e-5)
+    weights = [w.numpy() for w in model.trainable_weights]
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    # Six Adam steps lower the loss, and every layer's weights moved.
+    assert model.evaluate(x, y, verbose=0) < before - 0.05
+    moved = [
+        w.path for w, old in zip(model.trainable_weights, weights)
+        if not np.allclose(w.numpy(), old)
+    ]
+    assert moved == [w.path for w in model.trainable_weights]
 
 
 def test_swapped_filter_model_shares_weights():

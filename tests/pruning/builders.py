@@ -6,26 +6,9 @@ import numpy as np
 from keras_dynfilt.layers import MFM
 from keras_dynfilt.models import resnet_cifar
 from keras_dynfilt.pruning import apply_group_mask, filter_groups
+from tests.random_weights import randomize  # noqa: F401 (re-exported)
 
 L = keras.layers
-
-
-def randomize(model, seed=0):
-    """Random weights everywhere, BN statistics included (so BN matters)."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        shape = tuple(w.shape)
-        if "moving_variance" in w.path:
-            value = rng.uniform(0.5, 2.0, shape)
-        elif "moving_mean" in w.path:
-            value = rng.normal(0.0, 0.5, shape)
-        elif w.name in ("gamma", "beta", "bias"):
-            value = rng.normal(0.3, 0.5, shape)
-        else:
-            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-        w.assign(value.astype("float32"))
-    return model
 
 
 def zero_random_units(model, seed=0, fraction=0.4):

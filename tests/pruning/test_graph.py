@@ -201,5 +201,24 @@ def test_registry_and_model_validation():
         filter_groups(keras.Sequential([L.Dense(2)]))
 
 
-def test_mfm_layer_is_registered():
-    assert get_channel_rule(MFM()) is not None
+def test_mfm_layer_has_the_pair_rule():
+    # Not just some rule: MFM's own, which pairs channels k and k + N/2 on
+    # the last axis and is a named barrier on any other axis.
+    assert type(get_channel_rule(MFM())).__name__ == "MFMRule"
+
+    def model(axis):
+        inputs = keras.Input((4, 4, 6))
+        x = L.Conv2D(6, 1, name="conv")(inputs)
+        x = MFM(axis=axis, name="mfm")(x)
+        return keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+
+    groups = filter_groups(model(-1), warn=False)
+    assert [g.units for g in groups] == [
+        tuple((("conv", k), ("conv", k + 3)) for k in range(3))
+    ]
+    assert groups.barriers == []
+    groups = filter_groups(model(1), warn=False)
+    assert list(groups) == []
+    assert [(b.layer, b.reason) for b in groups.barriers] == [
+        ("mfm", "MFM over a non-last axis")
+    ]

@@ -142,8 +142,16 @@ def test_per_channel_constant_is_a_named_barrier():
     model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
     with pytest.warns(UserWarning, match="one value per channel"):
         groups = filter_groups(model)
-    assert groups == [] or {"producer"} not in names(groups)
-    assert groups.barriers[0].class_name == "Multiply"
+    # The producer is the only conv: no group is left, and why is named.
+    assert list(groups) == []
+    assert [(b.class_name, b.reason) for b in groups.barriers] == [
+        ("Multiply", "a constant operand with one value per channel")
+    ]
+    held = {h.layers: h for h in groups.held_fixed()}
+    assert held[("producer",)].filters == 4
+    assert held[("producer",)].reason.endswith(
+        "input of a barrier (a constant operand with one value per channel)"
+    )
 
 
 def bn_model(scale, center):

@@ -17,9 +17,12 @@ from keras_dynfilt.pruning import (
     RuleContext,
     WeightAxis,
     analyze,
+    apply_group_mask,
     filter_groups,
     get_channel_rule,
     get_layer_cost,
+    macs_reduction,
+    masking,
     model_cost,
     register_channel_rule,
     register_layer_cost,
@@ -225,3 +228,98 @@ def test_graph_nodes_is_the_one_walk():
     names = [n.operation.name for n in _keras_private.graph_nodes(model)]
     assert names == [layer.name for layer in model.layers[1:]]
     assert np.all([not n.is_input for n in _keras_private.graph_nodes(model)])
+
+
+def _sigmoid_model():
+    inputs = keras.Input((4, 4, 3))
+    a = L.Conv2D(4, 1, name="a")(inputs)
+    x = keras.ops.sigmoid(a)  # sigmoid(0) = 0.5: non-zero once removed
+    return keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+
+
+def test_nonzero_names_and_their_live_aliases_agree():
+    graph = analyze(_sigmoid_model())
+    produced = graph.records["a"].out_slots[0]
+    gated = graph.records["sigmoid"].out_slots[0]
+    assert not graph.stays_nonzero(produced).any()
+    assert graph.stays_nonzero(gated).all()
+    for slots in (produced, gated):
+        np.testing.assert_array_equal(
+            graph.stays_nonzero(slots), graph.is_live(slots)
+        )
+    # with_nonzero / with_live: new slots with the flags set.
+    flags = np.array([True, False, True, False])
+    for method in (graph.with_nonzero, graph.with_live):
+        marked = method(produced, flags, "test")
+        assert not np.array_equal(marked, produced)
+        np.testing.assert_array_equal(graph.stays_nonzero(marked), flags)
+    # reset_nonzero / reset_live clear flags where told to.
+    for method in (graph.reset_nonzero, graph.reset_live):
+        reset = method(gated, flags)
+        np.testing.assert_array_equal(graph.is_live(reset), flags)
+    # mark_nonzero / mark_live flag slots in place.
+    for method in (graph.mark_nonzero, graph.mark_live):
+        fresh = graph.new_zeros(2)
+        method(fresh, "test")
+        assert graph.stays_nonzero(fresh).all()
+
+
+def test_removed_roots_and_its_old_name():
+    assert masking.zero_units is masking.removed_roots
+    model = _scaled_model_without_custom()
+    group = filter_groups(model)[0]
+    keep = np.ones(group.size, bool)
+    keep[[1, 4]] = False
+    apply_group_mask(group, keep)
+    graph = analyze(model)
+    removed = masking.removed_roots(graph)
+    assert len(removed) == 2
+    np.testing.assert_array_equal(
+        graph.keep_of(graph.records[group.layers[0]].out_slots[0], removed),
+        keep,
+    )
+
+
+def test_apply_group_mask_checks_keep_once():
+    group = filter_groups(_scaled_model_without_custom())[0]
+    with pytest.raises(TypeError, match=r"`keep` must be a boolean array"):
+        apply_group_mask(group, np.ones(group.size, int))
+    with pytest.raises(ValueError, match=r"of shape \(6,\)"):
+        apply_group_mask(group, np.ones(group.size + 1, bool))
+
+
+def test_macs_reduction():
+    def dense(units):
+        return model_cost(keras.Sequential([keras.Input((4,)), L.Dense(units)]))
+
+    assert macs_reduction(dense(10), dense(6)) == pytest.approx(0.4)
+    assert macs_reduction(dense(10), dense(10)) == 0
+    with pytest.raises(TypeError, match=r"`small` must be a ModelCost"):
+        macs_reduction(dense(10), 24)
+    empty = model_cost(keras.Sequential([keras.Input((4,)), L.ReLU()]))
+    with pytest.raises(ValueError, match=r"Received: full.macs=0"):
+        macs_reduction(empty, dense(6))
+
+
+class PlusOne(L.Layer):
+    def call(self, x):
+        return x + 1.0
+
+
+class PlusOneRule(ChannelRule):
+    elementwise = True
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        return [ctx.with_nonzero(inputs[0].slots, True, "x + 1 != 0")]
+
+
+def test_a_rule_written_with_the_new_names_holds_its_producer():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(4, 1, name="producer")(inputs)
+    x = L.Conv2D(3, 1, name="consumer")(PlusOne(name="plus")(x))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    with register_channel_rule(PlusOne, PlusOneRule()):
+        groups = filter_groups(model, warn=False)
+    assert [g.layers for g in groups] == [("consumer",)]
+    held = [h for h in groups.held_fixed() if "producer" in h.layers]
+    assert held and "x + 1 != 0" in held[0].reason

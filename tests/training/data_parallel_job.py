@@ -20,7 +20,7 @@ def train(strategy):
         "--strategy", strategy, "--epochs", "3", "--batch-size", "64",
         "--limit-train", "512", "--seed", "5", "--output-dir", sys.argv[2],
     ])
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     with run.strategy.scope():
         inputs = keras.Input(data.input_shape)

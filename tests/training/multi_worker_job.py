@@ -35,7 +35,7 @@ def main(output):
             "0",
         ]
     )
-    run = training.ExperimentRun(args)
+    run = training.ExperimentRun.from_args(args)
     data = run.load_data()
     with run.strategy.scope():
         inputs = keras.Input(data.input_shape)

@@ -12,10 +12,13 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="keras.distribution.DataParallel is JAX's",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        keras.backend.backend() != "jax",
+        reason="keras.distribution.DataParallel is JAX's",
+    ),
+    pytest.mark.slow,  # two training runs in subprocesses
+]
 
 
 def test_two_host_devices_give_the_one_device_loss_curve(tmp_path):

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.tensorflow
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from keras_dynfilt.training import datasets  # noqa: E402
+from keras_dynfilt.training import datasets, tfds_builders  # noqa: E402
 from keras_dynfilt.training.datasets import (  # noqa: E402
     DEBIAN_FASHION_MNIST,
     load_image_data,
@@ -72,7 +72,7 @@ def test_fashion_mnist_from_debian_files_through_tfds_builder(tmp_path):
 
 
 def test_tfds_mock_data_pipeline_shapes(monkeypatch):
-    monkeypatch.setattr(datasets, "_check_online", lambda name: None)
+    monkeypatch.setattr(tfds_builders, "check_online", lambda name: None)
     with tfds.testing.mock_data(num_examples=20):
         data = load_image_data("cifar10", batch_size=8, data_dir=None)
         x, y = next(iter(data.train))

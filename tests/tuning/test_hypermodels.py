@@ -159,6 +159,7 @@ def searched(request, tmp_path_factory):
     return kind, tuner
 
 
+@pytest.mark.slow
 def test_two_trial_search_completes_and_best_model_predicts(searched,
                                                              tmp_path):
     kind, tuner = searched

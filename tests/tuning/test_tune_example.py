@@ -17,6 +17,9 @@ import pytest
 
 from tests.scripts import ROOT, load_script
 
+# End-to-end example runs: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = [
     "--dataset", "digits", "--limit-train", "300", "--epochs", "1",
     "--batch-size", "64", "--seed", "0", "--verbose", "0",

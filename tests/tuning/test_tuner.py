@@ -78,6 +78,7 @@ def test_report_raises_when_every_trial_failed(tmp_path):
         tuner.get_best_models()
 
 
+@pytest.mark.slow
 def test_report_never_calls_a_failed_trial_best(tmp_path):
     tuner = tuning.make_tuner(
         CountingHyperModel(fail_units=(8, 16)), max_trials=4, seed=3,
@@ -102,6 +103,7 @@ def test_report_never_calls_a_failed_trial_best(tmp_path):
     assert (tmp_path / "report" / "tuning.json").exists()
 
 
+@pytest.mark.slow
 def test_second_tuner_on_the_same_directory_does_not_retrain(
     tmp_path, capsys
 ):
@@ -206,6 +208,7 @@ def test_keras_tuner_is_imported_by_the_tuning_package_only():
     assert importlib.import_module("keras_dynfilt.tuning") is tuning
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow
 def test_one_trial_under_mirrored_strategy(tmp_path):
     from keras_dynfilt.training import cpu_mirrored_strategy
@@ -226,6 +229,7 @@ def test_one_trial_under_mirrored_strategy(tmp_path):
     assert model.predict(x[:4], verbose=0).shape == (4, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
 def test_bayesian_and_hyperband_tuners(kind, tmp_path):
     extra = {"max_epochs": 2, "factor": 3} if kind == "hyperband" else {}

@@ -8,14 +8,19 @@ class RuleContext:
     (the engine's `ChannelGraph` implements it). A rule uses these methods
     and the `node` attribute only, never other state of the context.
 
-    Vocabulary: a *slot* is an integer naming one channel position; a slot
-    array (a NumPy integer array) gives the slots of a tensor's last axis.
-    *Coupled* slots are kept or removed together (one *unit*). A channel is
-    *live* when it may be non-zero once its unit is removed (its producer
-    filters zeroed): `relu(0) = 0` keeps a removed channel zero, `x + 3.0`
-    or `sigmoid` make it live. A consumer that slices its input channels
-    away (kernel rows) needs them zero (`require_zero`); an elementwise
-    layer passes liveness on (`with_live`).
+    Vocabulary (the glossary in docs/pruning.md has the rest): a *slot*
+    is an integer naming one channel position; a slot array (a NumPy
+    integer array) gives the slots of a tensor's last axis. *Coupled*
+    slots are kept or removed together (one *unit*, named by its *root*
+    slot). A channel *stays non-zero when removed* when it may be non-zero
+    once its unit is removed (its producer filters zeroed): `relu(0) = 0`
+    keeps a removed channel zero, `x + 3.0` or `sigmoid` make it non-zero.
+    A consumer that slices its input channels away (kernel rows) needs
+    them zero (`require_zero`); an elementwise layer passes the flag on
+    (`with_nonzero`). The engine's older word for such a channel is
+    *live*: `is_live`, `mark_live`, `with_live` and `reset_live` remain as
+    aliases of `stays_nonzero`, `mark_nonzero`, `with_nonzero` and
+    `reset_nonzero`.
 
     Attributes:
         node: The Keras node being analysed: `node.input_tensors`,
@@ -61,37 +66,40 @@ class RuleContext:
         every channel of one output, as long as it keeps one unit)."""
         raise NotImplementedError
 
-    # -- channels that stay non-zero once removed ("live") -------------------
-    def is_live(self, slots):
+    # -- channels that stay non-zero once removed ----------------------------
+    def stays_nonzero(self, slots):
         """Boolean array: whether each channel may be non-zero once its
         unit is removed."""
-        raise NotImplementedError
+        return self.is_live(slots)
 
-    def mark_live(self, slots, reason, finite=True):
-        """Marks the new slots of the current layer (its filters) as live,
-        for `reason`; `finite=False` when the value is infinite."""
-        raise NotImplementedError
+    def mark_nonzero(self, slots, reason, finite=True):
+        """Marks the new slots of the current layer (its filters) as
+        staying non-zero when removed, for `reason`; `finite=False` when
+        the value is infinite."""
+        return self.mark_live(slots, reason, finite)
 
-    def with_live(self, slots, live, reason="", finite=True):
+    def with_nonzero(self, slots, nonzero, reason="", finite=True):
         """The slots of an elementwise result whose channel `c` is zero when
-        removed unless `live[c]` (or its input was non-finite).
+        removed unless `nonzero[c]` (or its input was non-finite).
 
         Returns `slots` when nothing changes, else new slots coupled to
         them (the same units) that carry the new flags.
         """
-        raise NotImplementedError
+        return self.with_live(slots, nonzero, reason, finite)
 
-    def reset_live(self, slots, live):
-        """New slots coupled to `slots` whose channel `c` is live only
-        where `live[c]` (keeping the reason recorded for `slots`), finite:
-        for a layer that removes what made channels live or non-finite (a
-        max pooling that never reads a `-inf` padding alone)."""
-        raise NotImplementedError
+    def reset_nonzero(self, slots, nonzero):
+        """New slots coupled to `slots` whose channel `c` stays non-zero
+        when removed only where `nonzero[c]` (keeping the reason recorded
+        for `slots`), finite: for a layer that removes what made channels
+        non-zero or non-finite (a max pooling that never reads a `-inf`
+        padding alone)."""
+        return self.reset_live(slots, nonzero)
 
     def require_zero(self, slots):
-        """Fixes the live channels among `slots`: the current layer (a
-        consumer: kernel rows, a reduction over channels) would lose them,
-        but they are not zero once removed. `None` is ignored."""
+        """Fixes the channels among `slots` that stay non-zero when
+        removed: the current layer (a consumer: kernel rows, a reduction
+        over channels) would lose them, but they are not zero once
+        removed. `None` is ignored."""
         raise NotImplementedError
 
     # -- notes rules leave for later rules -----------------------------------
@@ -104,4 +112,21 @@ class RuleContext:
     def annotations(self, slots, key):
         """The values attached to each of `slots` under `key` (`None` where
         there is none), as a list."""
+        raise NotImplementedError
+
+    # -- the older names (aliases; the engine implements these) --------------
+    def is_live(self, slots):
+        """Alias of `stays_nonzero` ("live": non-zero once removed)."""
+        raise NotImplementedError
+
+    def mark_live(self, slots, reason, finite=True):
+        """Alias of `mark_nonzero`."""
+        raise NotImplementedError
+
+    def with_live(self, slots, live, reason="", finite=True):
+        """Alias of `with_nonzero`."""
+        raise NotImplementedError
+
+    def reset_live(self, slots, live):
+        """Alias of `reset_nonzero`."""
         raise NotImplementedError

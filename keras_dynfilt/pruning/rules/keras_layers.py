@@ -9,7 +9,9 @@ only compare, add or copy count zero.
 """
 
 import math
+import types
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -49,6 +51,11 @@ def _channels_last(layer):
     )
 
 
+# Plain function -> behaviour: probing runs a few backend ops, and a large
+# model asks about the same few functions hundreds of times.
+_BEHAVIOURS = weakref.WeakKeyDictionary()
+
+
 def activation_behaviour(activation):
     """`"zero"`, `"nonzero"` (elementwise, f(0) != 0) or `"coupling"`.
 
@@ -59,6 +66,15 @@ def activation_behaviour(activation):
     """
     if activation is None:
         return "zero"
+    if isinstance(activation, types.FunctionType):  # stateless: remembered
+        found = _BEHAVIOURS.get(activation)
+        if found is None:
+            found = _BEHAVIOURS[activation] = _probe_behaviour(activation)
+        return found
+    return _probe_behaviour(activation)
+
+
+def _probe_behaviour(activation):
     probe = np.array([[-1.5, -0.25, 0.5, 2.0]], "float32")
     try:
         with warnings.catch_warnings():

@@ -45,6 +45,7 @@ from keras_dynfilt.pruning.rules.keras_layers import (
     NEG_INF_PADS,
     ReshapeRule,
     ResizingRule,
+    _last_axis,
     merge_slots,
 )
 
@@ -87,10 +88,6 @@ def _at_zero(node, op):
         return np.asarray(keras.ops.convert_to_numpy(out), "float64")
     except Exception:  # noqa: BLE001 - any failure: cannot reason
         return None
-
-
-def _last_axis(axis, rank):
-    return axis is not None and axis % rank == rank - 1
 
 
 def _channel_axes(axis, rank):

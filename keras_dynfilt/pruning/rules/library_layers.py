@@ -102,8 +102,10 @@ class MFMRule(ChannelRule):
             )
         half = len(slots) // 2
         ctx.couple(slots[half:], slots[:half])
-        live = ctx.is_live(slots[:half]) | ctx.is_live(slots[half:])
-        return [ctx.with_live(slots[:half], live)]
+        nonzero = ctx.stays_nonzero(slots[:half]) | ctx.stays_nonzero(
+            slots[half:]
+        )
+        return [ctx.with_nonzero(slots[:half], nonzero)]
 
 
 class ChannelPaddingRule(ChannelRule):
@@ -203,19 +205,28 @@ class CrossStitchRule(ChannelRule):
         return {}
 
 
-class FilterGeneratorRule(ChannelRule):
-    """FilterGenerator: output filters from coefficient columns + bias."""
+class _FirstInputRule(ChannelRule):
+    """A layer whose first input's channels must be known, while its other
+    inputs may have none (FilterGenerator's `z`, WSoftmaxHead's labels)."""
 
     needs_input_slots = False
+    unknown = "the channels of its first input are unknown"
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        if inputs[0].slots is None:
+            return ctx.barrier(layer, inputs, output_shapes, self.unknown)
+        return self.propagate_known(ctx, layer, inputs, output_shapes)
+
+
+class FilterGeneratorRule(_FirstInputRule):
+    """FilterGenerator: output filters from coefficient columns + bias."""
+
+    unknown = "the channels of x are unknown"
 
     def macs(self, layer, ins, outs):
         return filter_generator_macs(layer, ins, outs)
 
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        if inputs[0].slots is None:
-            return ctx.barrier(
-                layer, inputs, output_shapes, "the channels of x are unknown"
-            )
+    def propagate_known(self, ctx, layer, inputs, output_shapes):
         out = ctx.new_filters(layer, layer.filters)
         _fix_for_activation(ctx, layer.activation, out)
         return [out]
@@ -279,19 +290,15 @@ class DimensionReductionRule(ChannelRule):
         return config
 
 
-class WSoftmaxHeadRule(ChannelRule):
+class WSoftmaxHeadRule(_FirstInputRule):
     """WSoftmaxHead: feature rows sliced (and zeroed), classes fixed."""
 
-    needs_input_slots = False
+    unknown = "the features are unknown"
 
     def macs(self, layer, ins, outs):
         return wsoftmax_head_macs(layer, ins, outs)
 
-    def propagate(self, ctx, layer, inputs, output_shapes):
-        if inputs[0].slots is None:
-            return ctx.barrier(
-                layer, inputs, output_shapes, "the features are unknown"
-            )
+    def propagate_known(self, ctx, layer, inputs, output_shapes):
         return _fixed_outputs(ctx, output_shapes, "classes are never pruned")
 
     def weights(self, layer, in_slots, out_slots):
