@@ -537,7 +537,42 @@ class Pruner:
                 family, len(moved), step_target, groups, scores
             )
             return self._fill(family(j), step_target, groups, scores)
-        return self._fill(family(i), step_target, groups, scores)
+        counts = family(i)
+        if i > 0:
+            counts = self._skip_coarse(
+                order, i, reached, step_target, fraction, groups, scores
+            )
+        return self._fill(counts, step_target, groups, scores)
+
+    def _skip_coarse(self, order, i, cost, target, fraction, groups, scores):
+        """Global ranking: steps over blocks that overshoot the target.
+
+        Removing the `i`-th unit of the ranking brought the cost under the
+        target; when that unit completes a coarse block (`round_to`
+        channels of a wide layer) it may land far below. Freeze that
+        group where it was and go on down the ranking with the others,
+        keeping the closest cost under the target.
+        """
+        best, best_cost = self._global_counts(order, i, fraction), cost
+        sequence, before, frozen = list(order), i - 1, set()
+        while best_cost < target * (1 - TOLERANCE / 2) and before >= 0:
+            frozen.add(sequence[before])
+            sequence = sequence[:before] + [
+                key for key in sequence[before:] if key not in frozen
+            ]
+
+            def family(j, sequence=sequence, before=before):
+                return self._global_counts(sequence, before + j, fraction)
+
+            j, cost = self._search(
+                family, len(sequence) - before, target, groups, scores
+            )
+            if j is None or j == 0:
+                break
+            if cost > best_cost:
+                best, best_cost = family(j), cost
+            before += j - 1
+        return best
 
     def _fill(self, counts, target, groups, scores):
         """Gives units back while the cost stays within the target.
