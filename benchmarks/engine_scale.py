@@ -285,27 +285,34 @@ def plot(rows, path):
         "mask": "apply_group_mask, every group",
         "cost": "model_cost(masks=...)", "compact": "compact",
     }
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for stage, marker in zip(STAGES, "osD^v"):
         points = [
-            (r["layers"], statistics.median(r["seconds"][stage]))
+            (r["layers"], statistics.median(r["seconds"][stage]),
+             r["ratio"].get(stage, 1.0))
             for r in rows if r["seconds"].get(stage)
         ]
         if not points:
             continue
-        x, y = np.array(points, float).T
+        x, y, ratio = np.array(points, float).T
         label = labels[stage]
         if len(points) >= 3:
             slope = np.polyfit(np.log(x), np.log(y), 1)[0]
             label += f" (slope {slope:.2f})"
         ax.scatter(x, y, marker=marker, s=18, label=label)
+        right.scatter(x, ratio, marker=marker, s=18, label=labels[stage])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("layers (keras.applications model)")
     ax.set_ylabel("seconds (median of repeats)")
-    ax.set_title("Engine stages vs clone_model (log-log; slope 1 = linear)")
+    ax.set_title("Time (log-log; slope 1 = linear)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    right.set_xscale("log")
+    right.set_xlabel("layers (keras.applications model)")
+    right.set_ylabel("ratio to clone_model (median of repeats)")
+    right.set_title("Ratio to clone_model: flat = grows like clone_model")
+    right.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -143,6 +143,31 @@ def _deeplab():
     )
 
 
+def _retinanet():
+    from keras_hub.models import (
+        ResNetBackbone,
+        RetinaNetBackbone,
+        RetinaNetObjectDetector,
+    )
+
+    encoder = ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32, 32],
+        stackwise_num_blocks=[1, 1, 1],
+        stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block",
+        image_shape=(64, 64, 3),
+    )
+    backbone = RetinaNetBackbone(
+        image_encoder=encoder, min_level=3, max_level=4, use_p5=False,
+        image_shape=(64, 64, 3),
+    )
+    return RetinaNetObjectDetector(
+        backbone=backbone, num_classes=3, pre_logits_num_conv_layers=1
+    )
+
+
 MODELS = {
     "MobileNetBackbone (V3)": _mobilenet,
     "ResNetBackbone": _resnet,
@@ -151,6 +176,7 @@ MODELS = {
     "ViTBackbone": _vit,
     "MobileNetImageClassifier": _mobilenet_classifier,
     "DeepLabV3Backbone (SpatialPyramidPooling)": _deeplab,
+    "RetinaNetObjectDetector (PredictionHead)": _retinanet,
 }
 
 

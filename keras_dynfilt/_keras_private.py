@@ -153,6 +153,19 @@ def _probe_op_class(name):
     return cls if cls.__name__ == name else None
 
 
+def activation_op_class(name):
+    """The operation class `keras.activations.<name>` records when applied
+    to a symbolic tensor (`keras.activations.relu` is an operation of its
+    own, not `keras.ops.relu`), or `None`."""
+    fn = getattr(keras.activations, name, None)
+    if fn is None:
+        return None
+    try:
+        return type(producing_operation(fn(keras.KerasTensor((2, 4)))))
+    except Exception:  # noqa: BLE001 - not an operation in this Keras
+        return None
+
+
 def op_class(module, name):
     """The class of the Keras op `name` (`"Add"`, `"Relu"`) of
     `keras.src.ops.<module>` (`"numpy"`, `"nn"`, `"core"`), or `None` when

@@ -8,6 +8,7 @@ from keras_dynfilt.models.filter_generation import (
 from keras_dynfilt.models.light_cnn import light_cnn
 from keras_dynfilt.models.nddr_network import conv_stage, nddr_network
 from keras_dynfilt.models.resnet_cifar import resnet_cifar
+from keras_dynfilt.models.vit import vit
 
 __all__ = [
     "conv_stage",
@@ -17,4 +18,5 @@ __all__ = [
     "resnet_cifar",
     "sample_specificity",
     "swapped_filter_model",
+    "vit",
 ]

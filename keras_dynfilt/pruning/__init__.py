@@ -5,6 +5,7 @@ from keras_dynfilt.pruning import (
     rules,  # noqa: F401 - registers rules
 )
 from keras_dynfilt.pruning.compaction import compact
+from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.cost import (
     LayerCost,
     ModelCost,
@@ -42,6 +43,7 @@ __all__ = [
     "LayerCost",
     "ModelCost",
     "ChannelRule",
+    "CompactionDifference",
     "FilterGroup",
     "FilterGroups",
     "GroupChange",

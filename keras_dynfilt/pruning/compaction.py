@@ -9,7 +9,8 @@ import numpy as np
 
 from keras_dynfilt import _keras_private
 from keras_dynfilt._keras_private import graph_operations
-from keras_dynfilt._validation import check_keep_mask
+from keras_dynfilt._validation import check_bool, check_keep_mask
+from keras_dynfilt.pruning.compaction_difference import CompactionDifference
 from keras_dynfilt.pruning.graph import (
     FilterGroup,
     _graph_base,
@@ -280,11 +281,8 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         # Same class, same config structure: the variables line up by
         # position (names may repeat across a layer's sublayers).
         new_variables = list(_variables(new).values())
-        # One weight at a time, sliced and assigned: at most one sliced
-        # copy is alive besides the two models (peak memory).
-        for (name, variable), target in zip(
-            _variables(old).items(), new_variables
-        ):
+        values = {}
+        for name, variable in _variables(old).items():
             value = variable.value  # unsliced: no round trip through NumPy
             for axis in axes.get(name, ()):
                 keep = graph.keep_of(axis.slots, removed)
@@ -293,6 +291,10 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
                 value = np.compress(
                     keep, keras.ops.convert_to_numpy(value), axis=axis.axis
                 )
+            values[name] = value
+        if axes:
+            values = record.rule.compact_weights(old, values, keep_in, keep_out)
+        for value, target in zip(values.values(), new_variables):
             target.assign(value)
 
 
@@ -365,7 +367,25 @@ def _rebuild_reported(graph, model, removed):
     return _rebuild(graph, model, removed, report), report
 
 
-def _analysis_of(model, masks):
+def _outputs(model, data):
+    outputs = model(data, training=False)
+    return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+
+def _inexact_layers(graph, removed):
+    """Paths of the layers whose rule makes slicing them inexact (a
+    normalisation over channels) and that lose input channels."""
+    found = []
+    for name, record in graph.records.items():
+        if not getattr(record.rule, "inexact_when_sliced", False):
+            continue
+        keep_in, _ = _keeps(graph, record, removed)
+        if keep_in and keep_in[0] is not None and not keep_in[0].all():
+            found.append(name)
+    return found
+
+
+def _analysis_of(model, masks, exact=True):
     """The analysis behind the masks' groups, else the model's latest one
     (see `cached_analysis`): analysing again costs as much as rebuilding."""
     graphs = {
@@ -373,10 +393,10 @@ def _analysis_of(model, masks):
         for key in masks or () if isinstance(key, FilterGroup)
     }
     given = next(iter(graphs.values())) if len(graphs) == 1 else None
-    return cached_analysis(model, given)
+    return cached_analysis(model, given, exact)
 
 
-def compact(model, masks=None):
+def compact(model, masks=None, exact=True, data=None):
     """Builds a physically smaller copy of a model without removed filters.
 
     Producers get fewer filters/units, BatchNormalization loses the matching
@@ -418,6 +438,20 @@ def compact(model, masks=None):
             removes its whole unit (the coupled filters of other layers
             too); named filters of one unit must agree. Filters not named
             are kept.
+        exact: Boolean. True (the default): the removable units are those
+            `filter_groups(model)` lists, and the result computes the same
+            function. False (the *inexact mode*, as
+            `filter_groups(model, exact=False)`): units whose channels
+            feed a LayerNormalization / RMSNormalization over channels may
+            be removed too, with the norm's gamma/beta entries; the norm's
+            statistics lose channels, so the function changes. `data` is
+            then required, and the measured difference is reported.
+        data: Optional input batch (what `model(data)` accepts). When
+            given, both models are run on it and the returned model gets a
+            `compaction_difference` attribute (`CompactionDifference`:
+            largest and mean absolute output difference, the
+            normalisations that lost channels); in the inexact mode a
+            `UserWarning` states it too.
 
     Returns:
         A new `keras.Model` (same name; same class, except for the model
@@ -441,7 +475,14 @@ def compact(model, masks=None):
     """
     if masks is not None:
         _check_masks(masks)
-    graph = _analysis_of(model, masks)
+    exact = check_bool(exact, "exact")
+    if not exact and data is None:
+        raise ValueError(
+            "`data` is required when `exact=False`: the inexact mode changes "
+            "the model's function, and `compact` measures and reports by "
+            "how much on that data. Received: data=None"
+        )
+    graph = _analysis_of(model, masks, exact)
     if masks is None:
         removed = zero_units(graph)
     else:
@@ -481,4 +522,23 @@ def compact(model, masks=None):
             UserWarning,
             stacklevel=2,
         )
+    if data is not None:
+        difference = CompactionDifference(
+            _outputs(model, data), _outputs(new_model, data),
+            _inexact_layers(graph, removed),
+        )
+        new_model.compaction_difference = difference
+        if difference.normalizations:
+            warnings.warn(
+                "compact(exact=False) removed input channels of "
+                f"{len(difference.normalizations)} normalisation layer(s) "
+                f"({', '.join(difference.normalizations[:4])}"
+                f"{', ...' if len(difference.normalizations) > 4 else ''}): "
+                "the compacted model computes another function; on `data` "
+                f"its outputs differ by up to {difference.max_abs:.3g} "
+                f"({difference.relative:.2%} of the largest output). "
+                "Fine-tune it.",
+                UserWarning,
+                stacklevel=2,
+            )
     return new_model

@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_dynfilt import _keras_private
 from keras_dynfilt._keras_private import Functional
+from keras_dynfilt._validation import check_bool
 from keras_dynfilt.pruning import rules  # noqa: F401 - registers the rules
 from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
     TensorSlots,
@@ -258,8 +259,11 @@ class ChannelGraph(RuleContext):
     While it walks the model it is the `RuleContext` of every rule.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, exact=True):
         self.model = model
+        # False: channels feeding a normalisation over channels may be
+        # removed (the function changes; `compact` reports by how much).
+        self.exact = exact
         self._parent = []
         self._atoms = {}
         self._fixed = {}
@@ -628,11 +632,13 @@ def _tracing():
     return tracing
 
 
-def analyze(model):
+def analyze(model, exact=True):
     """Builds the `ChannelGraph` of a model (custom layers and subclassed
-    models traced first, see `keras_dynfilt.pruning.trace`)."""
+    models traced first, see `keras_dynfilt.pruning.trace`); `exact` as in
+    `filter_groups`."""
+    exact = check_bool(exact, "exact")
     traced, blocks = _tracing()._traced(model)
-    graph = ChannelGraph(traced)
+    graph = ChannelGraph(traced, exact=exact)
     graph.traced = list(blocks)
     try:
         _ANALYSES[model] = weakref.ref(graph)
@@ -641,15 +647,16 @@ def analyze(model):
     return graph
 
 
-def cached_analysis(model, graph=None):
+def cached_analysis(model, graph=None, exact=True):
     """A `ChannelGraph` of `model` without analysing it again if possible.
 
     `graph` (e.g. the graph of the groups a mask names) when it is an
-    analysis of `model` that still describes it (`is_current`), else the
-    latest analysis of `model` while it is alive (a caller holds its
-    groups) and current, else a new analysis.
+    analysis of `model` in the same mode (`exact`) that still describes it
+    (`is_current`), else the latest analysis of `model` while it is alive
+    (a caller holds its groups), current and in that mode, else a new
+    analysis.
     """
-    if graph is not None and graph.is_current() and (
+    if graph is not None and graph.exact == exact and graph.is_current() and (
         graph.model is model or graph.model is _tracing()._traced(model)[0]
     ):
         return graph
@@ -658,12 +665,12 @@ def cached_analysis(model, graph=None):
     except TypeError:
         ref = None
     graph = None if ref is None else ref()
-    if graph is not None and graph.is_current():
+    if graph is not None and graph.exact == exact and graph.is_current():
         return graph
-    return analyze(model)
+    return analyze(model, exact)
 
 
-def filter_groups(model, warn=True):
+def filter_groups(model, warn=True, exact=True):
     """Lists the prunable filter groups of a model.
 
     Walks a functional or Sequential Keras model (nested models included,
@@ -697,6 +704,14 @@ def filter_groups(model, warn=True):
             that do not feed a model output can be pruned (the warning
             names the layers holding them fixed and why; see
             `FilterGroups.held_fixed`).
+        exact: Boolean. True (the default): only channels whose removal
+            leaves the function unchanged are prunable. False (the
+            *inexact mode*): channels feeding a LayerNormalization or
+            RMSNormalization over channels are prunable too, with the
+            norm's gamma/beta entries, as Torch-Pruning prunes them; the
+            norm's statistics then lose channels, so the compacted model
+            differs from the masked one (`compact(model, exact=False,
+            data=x)` measures by how much) and fine-tuning is expected.
 
     Returns:
         A `FilterGroups` list of `FilterGroup`; its `barriers` attribute
@@ -713,7 +728,7 @@ def filter_groups(model, warn=True):
         ...  keras_dynfilt.pruning.filter_groups(model)]
         [('a (+1 coupled)', 8)]
     """
-    graph = analyze(model)
+    graph = analyze(model, exact)
     groups = FilterGroups(graph.groups, graph)
     if not warn:
         return groups

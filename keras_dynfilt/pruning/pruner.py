@@ -8,7 +8,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt._validation import check_positive_int
+from keras_dynfilt._validation import check_bool, check_positive_int
 from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
@@ -137,6 +137,12 @@ class Pruner:
         input_shape: Optional input shape for pricing models whose input
             size is not fixed (see `model_cost`).
         verbose: Integer, 1 prints a line per step.
+        exact: Boolean. False: the inexact mode of `filter_groups` (channels
+            feeding a LayerNormalization / RMSNormalization over channels
+            are prunable too; the function changes). `data` is then
+            required: each step's `compact` measures the output difference
+            on its first batch (`history` entries get `difference`, the
+            `CompactionDifference.as_dict()`).
 
     Examples:
         >>> model = keras.Sequential([
@@ -173,6 +179,7 @@ class Pruner:
         seed=0,
         input_shape=None,
         verbose=0,
+        exact=True,
     ):
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -252,6 +259,13 @@ class Pruner:
         self.seed = seed
         self.input_shape = input_shape
         self.verbose = verbose
+        self.exact = check_bool(exact, "exact")
+        if not self.exact and data is None:
+            raise ValueError(
+                "`data` is required when `exact=False`: each step measures "
+                "how much the inexact mode changed the outputs. "
+                "Received: data=None"
+            )
 
         self.original = model
         self.model = model
@@ -277,7 +291,7 @@ class Pruner:
     # -- set-up ---------------------------------------------------------------
     def _groups(self, model):
         try:
-            return filter_groups(model, warn=False)
+            return filter_groups(model, warn=False, exact=self.exact)
         except TypeError as e:
             raise TypeError(f"prune needs a model with a graph. {e}") from None
 
@@ -523,7 +537,42 @@ class Pruner:
                 family, len(moved), step_target, groups, scores
             )
             return self._fill(family(j), step_target, groups, scores)
-        return self._fill(family(i), step_target, groups, scores)
+        counts = family(i)
+        if i > 0:
+            counts = self._skip_coarse(
+                order, i, reached, step_target, fraction, groups, scores
+            )
+        return self._fill(counts, step_target, groups, scores)
+
+    def _skip_coarse(self, order, i, cost, target, fraction, groups, scores):
+        """Global ranking: steps over blocks that overshoot the target.
+
+        Removing the `i`-th unit of the ranking brought the cost under the
+        target; when that unit completes a coarse block (`round_to`
+        channels of a wide layer) it may land far below. Freeze that
+        group where it was and go on down the ranking with the others,
+        keeping the closest cost under the target.
+        """
+        best, best_cost = self._global_counts(order, i, fraction), cost
+        sequence, before, frozen = list(order), i - 1, set()
+        while best_cost < target * (1 - TOLERANCE / 2) and before >= 0:
+            frozen.add(sequence[before])
+            sequence = sequence[:before] + [
+                key for key in sequence[before:] if key not in frozen
+            ]
+
+            def family(j, sequence=sequence, before=before):
+                return self._global_counts(sequence, before + j, fraction)
+
+            j, cost = self._search(
+                family, len(sequence) - before, target, groups, scores
+            )
+            if j is None or j == 0:
+                break
+            if cost > best_cost:
+                best, best_cost = family(j), cost
+            before += j - 1
+        return best
 
     def _fill(self, counts, target, groups, scores):
         """Gives units back while the cost stays within the target.
@@ -611,9 +660,12 @@ class Pruner:
         masks = self._masks(groups, scores, counts)
         for group, keep in masks.items():
             apply_group_mask(group, keep)
+        probe = None
+        if not self.exact:
+            probe = next(C._batches(self.data, self.batch_size, 1))[0]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "compact rebuilt", UserWarning)
-            small = compact(self.model, masks)
+            small = compact(self.model, masks, exact=self.exact, data=probe)
         for group, keep in masks.items():
             self._plan[_key(group)]["pruned"] += int((~keep).sum())
         self.model = self._compile(small)
@@ -628,6 +680,10 @@ class Pruner:
             "step": self._step, "macs": int(cost.macs),
             "params": int(cost.params), "target": step_target,
         })
+        if probe is not None:
+            self._history[-1]["difference"] = (
+                small.compaction_difference.as_dict()
+            )
         self._seconds += time.perf_counter() - start
         if self.verbose:
             print(

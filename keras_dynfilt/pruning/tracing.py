@@ -228,19 +228,19 @@ def _input_like(tensor):
     return keras.Input(batch_shape=tuple(tensor.shape), dtype=tensor.dtype)
 
 
-def _symbolic_call(layer, args, kwargs):
+def _symbolic_call(layer, args, kwargs, shapes=None):
     """Runs `layer.call` on fresh `keras.Input`s shaped like the tensors of
-    `(args, kwargs)`: the functional model of the call and its inputs'
-    tensors in `args` / `kwargs` order."""
-    tensors = []
-    for value in keras.tree.flatten((list(args), dict(kwargs))):
-        if isinstance(value, keras.KerasTensor) and all(
-            value is not t for t in tensors
-        ):
-            tensors.append(value)
+    `(args, kwargs)` (or of `shapes`): the functional model of the call and
+    its inputs' tensors in `args` / `kwargs` order."""
+    tensors = _tensors(args, kwargs)
     if not tensors:
         raise _refuse(layer, "no tensor inputs")
-    inputs = [_input_like(t) for t in tensors]
+    if shapes is None or len(shapes) != len(tensors):
+        shapes = [tuple(t.shape) for t in tensors]
+    inputs = [
+        keras.Input(batch_shape=shape, dtype=t.dtype)
+        for shape, t in zip(shapes, tensors)
+    ]
     by_id = {id(t): x for t, x in zip(tensors, inputs)}
     new_args, new_kwargs = keras.tree.map_structure(
         lambda v: by_id.get(id(v), v) if isinstance(v, keras.KerasTensor)
@@ -272,10 +272,38 @@ def _symbolic_call(layer, args, kwargs):
     return sub, tensors
 
 
+def _tensors(args, kwargs):
+    """The distinct symbolic tensors of a call's arguments, in order."""
+    tensors = []
+    for value in keras.tree.flatten((list(args), dict(kwargs))):
+        if isinstance(value, keras.KerasTensor) and all(
+            value is not t for t in tensors
+        ):
+            tensors.append(value)
+    return tensors
+
+
+def _merged_shapes(calls):
+    """One input shape per tensor that fits every call of a shared layer:
+    the dimensions that differ between calls (pyramid levels) are `None`."""
+    first = calls[0]
+    if any(len(c) != len(first) for c in calls):
+        return None
+    merged = []
+    for shapes in zip(*calls):
+        if len({len(s) for s in shapes}) != 1:
+            return None
+        merged.append(tuple(
+            dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes)
+        ))
+    return merged
+
+
 class _Tracer:
     def __init__(self):
         self.blocks = []
-        self.subs = {}  # id(layer) -> [(input shapes, traced model)]
+        self.subs = {}  # id(layer) -> traced model
+        self.shapes = {}  # id(layer) -> input shapes fitting all its calls
 
     def graph(self, model, prefix):
         """`model` (a graph model) with its traceable layers traced, or
@@ -283,6 +311,15 @@ class _Tracer:
         if not _needs_trace(model):
             return model
         graph = _graph(model)
+        calls = {}
+        for node in _nodes(graph):
+            if is_traceable(node.operation):
+                args = node.arguments
+                calls.setdefault(id(node.operation), []).append(
+                    [tuple(t.shape) for t in _tensors(args.args, args.kwargs)]
+                )
+        for key, found in calls.items():
+            self.shapes[key] = _merged_shapes(found)
         inputs = [
             keras.Input(
                 batch_shape=tuple(t.shape), dtype=t.dtype,
@@ -313,34 +350,21 @@ class _Tracer:
         )
 
     def block(self, layer, args, kwargs, path):
-        """The traced functional model of one call of `layer`."""
-        tensors = [
-            v for v in keras.tree.flatten((list(args), dict(kwargs)))
-            if isinstance(v, keras.KerasTensor)
-        ]
-        shapes = tuple(tuple(t.shape) for t in tensors)
-        for known, sub in self.subs.get(id(layer), []):
-            if known == shapes:  # a shared block: one traced graph
-                _, tensors = _symbolic_tensors(args, kwargs)
-                return sub, tensors
-        sub, tensors = _symbolic_call(layer, args, kwargs)
+        """The traced functional model of `layer`'s calls: one graph for a
+        layer called several times (its inputs' shapes fit every call)."""
+        sub = self.subs.get(id(layer))
+        if sub is not None:
+            return sub, _tensors(args, kwargs)
+        sub, tensors = _symbolic_call(
+            layer, args, kwargs, self.shapes.get(id(layer))
+        )
         _REFUSED.pop(id(layer), None)
         self.blocks.append(
             TracedBlock("/".join(path), type(layer).__name__)
         )
         sub = self.graph(sub, path)
-        self.subs.setdefault(id(layer), []).append((shapes, sub))
+        self.subs[id(layer)] = sub
         return sub, tensors
-
-
-def _symbolic_tensors(args, kwargs):
-    tensors = []
-    for value in keras.tree.flatten((list(args), dict(kwargs))):
-        if isinstance(value, keras.KerasTensor) and all(
-            value is not t for t in tensors
-        ):
-            tensors.append(value)
-    return None, tensors
 
 
 def _subclass_inputs(model):
@@ -383,8 +407,8 @@ def trace(model):
         model: A Keras model.
 
     Returns:
-        A `keras.Model` whose `traced_blocks` (see `traced_blocks(model)`)
-        lists the layers that were traced.
+        A functional `keras.Model` (`model` itself when nothing was traced);
+        `traced_blocks(model)` lists the layers that were traced.
 
     Raises:
         TypeError: `model` is a subclass whose `call` cannot be traced

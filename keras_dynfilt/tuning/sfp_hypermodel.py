@@ -39,9 +39,8 @@ class SoftFilterPruningHyperModel(PaperHyperModel):
     compacted model), and `keras_dynfilt.pruning.model_cost(model,
     masks=...)` counts the multiply-adds (MACs) of the physically smaller
     model from the final masks, without building it. The trial reports
-    `val_accuracy`, `macs`, `full_macs`, `flops_fraction` (compacted MACs /
-    full MACs) and
-    the objective `score` (maximised), which is one of:
+    `val_accuracy`, `macs`, `full_macs`, `flops_fraction` (compacted MACs
+    / full MACs) and the objective `score` (maximised), which is one of:
 
     - the trade-off (default): `score = val_accuracy - flops_weight *
       flops_fraction`;

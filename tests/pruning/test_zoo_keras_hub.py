@@ -33,9 +33,10 @@ MODELS = _builders()
 @pytest.mark.parametrize("name", [
     "MobileNetBackbone (V3)", "HGNetV2Backbone", "CSPNetBackbone (dark)",
     "MobileNetImageClassifier",
-    # SpatialPyramidPooling cannot rebuild itself on `.keras` load; traced,
-    # the compacted model holds its parts and reloads.
+    # SpatialPyramidPooling traced: the compacted model holds its parts.
     "DeepLabV3Backbone (SpatialPyramidPooling)",
+    # Shared heads over two pyramid levels, Reshape((-1, 4)) anchor boxes.
+    "RetinaNetObjectDetector (PredictionHead)",
 ])
 def test_keras_hub_backbone(name, tmp_path):
     model = MODELS[name]()
@@ -54,9 +55,11 @@ def test_untraceable_third_party_layer_is_named_with_its_defect():
     model = MODELS["ViTBackbone"]()
     groups = filter_groups(model, warn=False)
     assert groups.barriers[0].class_name == "ViTPatchingAndEmbedding"
-    # The encoder blocks are traced: their MLPs' hidden units are groups.
-    assert len(groups) == 2
-    assert all("/mlp/" in g.layers[0] for g in groups)
+    # The encoder blocks are traced: their MLPs' hidden units are groups,
+    # and so are their attention heads and head dimensions.
+    assert len(groups) == 6
+    assert sum("/mlp/" in g.layers[0] for g in groups) == 2
+    assert sum(g.layers[0].endswith("/mha") for g in groups) == 4
     with pytest.raises(ValueError, match=(
         r"cannot rebuild layer 'vit_patching_and_embedding' .*"
         r"ViTPatchingAndEmbedding\) from its own config.*defect of that "

@@ -175,3 +175,54 @@ def test_traced_blocks_match_in_training_mode():
     assert zoo.max_relative_difference(
         zoo.run(model, x, training=True), zoo.run(small, x, training=True)
     ) <= 1e-5
+
+
+class SharedHead(L.Layer):
+    """One head applied to every pyramid level (RetinaNet's layout)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(8, 3, padding="same")
+        self.out = L.Conv2D(8, 1)
+        self.act = keras.activations.get("relu")  # an op of its own
+
+    def call(self, x):
+        return self.out(self.act(self.conv(x)))
+
+
+def test_a_block_shared_across_pyramid_levels_is_traced_once(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    p3 = L.Conv2D(6, 3, padding="same", name="p3")(inputs)
+    p4 = L.Conv2D(6, 3, strides=2, padding="same", name="p4")(p3)
+    head = SharedHead(name="head")
+    a = L.GlobalAveragePooling2D()(head(p3))
+    b = L.GlobalAveragePooling2D()(head(p4))
+    model = keras.Model(inputs, L.Add()([a, b]), name="pyramid")
+    groups = filter_groups(model, warn=False)
+    assert [b.path for b in groups.traced] == ["head"]  # one graph
+    assert not groups.barriers
+    # p3 and p4 feed the same head convolution: coupled.
+    assert any({"p3", "p4"} <= set(g.layers) for g in groups)
+    zoo.check_four(model, tmp_path)
+
+
+def test_soft_filter_pruning_through_traced_blocks():
+    from keras_dynfilt.callbacks import SoftFilterPruning
+
+    model = zoo.residual_blocks_model()
+    model.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    y = np.arange(32) % 3
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[SoftFilterPruning(0.5)])
+    small = quiet_compact(model)
+    # Half of every group's filters, inside the blocks too.
+    assert small.get_layer("stem").filters == 4
+    assert [la.filters for la in small.get_layer("block1").layers
+            if isinstance(la, L.Conv2D)] == [4, 4]
+    assert zoo.max_relative_difference(
+        zoo.run(model, x), zoo.run(small, x)
+    ) <= 1e-5

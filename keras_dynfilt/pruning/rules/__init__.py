@@ -11,6 +11,9 @@
   themselves (ConvNeXt, InceptionResNetV2).
 - `library_layers`: this library's layers (MFM, ChannelPadding, NDDR,
   CrossStitch, FilterGenerator, DimensionReduction, WSoftmaxHead).
+- `transformers`: MultiHeadAttention (heads, head dimensions), EinsumDense,
+  LayerNormalization / RMSNormalization (exact, or the inexact mode), and
+  this library's ClassToken and PositionEmbedding.
 
 Importing the package registers every rule (once each).
 """
@@ -19,6 +22,7 @@ from keras_dynfilt.pruning.rules import (  # noqa: F401 - registers rules
     applications,
     keras_ops,
     library_layers,
+    transformers,
 )
 from keras_dynfilt.pruning.rules.applications import (  # noqa: F401
     ChannelScaleRule,

@@ -88,7 +88,14 @@ class ChannelRule:
         return self.pointwise
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        """Returns one slot array per output.
+        """Returns one slot array per output, then any internal ones.
+
+        A layer may own channels that no tensor carries (attention heads,
+        head dimensions): their slot arrays (from `ctx.new_filters`) come
+        after the outputs' in the returned list. The engine follows only
+        the first `len(output_shapes)` along the graph; `weights`,
+        `compact_config` and `compact_weights` see all of them
+        (`out_slots`, `keep_out`).
 
         Args:
             ctx: The `RuleContext`: everything a rule may call (create
@@ -121,6 +128,18 @@ class ChannelRule:
     def compact_config(self, layer, config, keep_in, keep_out):
         """Returns the layer config with the removed channels gone."""
         return config
+
+    def compact_weights(self, layer, values, keep_in, keep_out):
+        """The compacted layer's weights, from the sliced ones.
+
+        `values` maps weight names to NumPy arrays already sliced along
+        the axes `weights` names. Returns the mapping (same keys, same
+        order) the compacted layer gets; the default returns it as is.
+        Override it when compaction changes more than shapes (attention
+        with fewer key dimensions folds its logit scale into the query
+        projection).
+        """
+        return values
 
     def filter_kernel(self, layer):
         """For producers: `(weight_name, output_axis)` ranking the filters."""

@@ -28,9 +28,15 @@ class RuleContext:
             (`x + 3.0`, `keras.ops.pad`) `node.arguments` (`.args`,
             `.kwargs`: its constant operands; `.fill_in(values)` gives the
             call arguments with the tensors replaced by `values[id(t)]`).
+        exact: Boolean, the mode the groups are made in. True (the
+            default): a rule holds fixed what it cannot remove without
+            changing the function. False (`filter_groups(model,
+            exact=False)`): a normalisation over channels lets them go
+            (the function changes; `compact` measures it).
     """
 
     node = None
+    exact = True
 
     # -- creating slots ------------------------------------------------------
     def new_filters(self, layer, n):

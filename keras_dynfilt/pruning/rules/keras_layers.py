@@ -924,7 +924,8 @@ def _register():
     register_channel_rule(L.PReLU, PReLURule())
     register_channel_rule(L.Softmax, SoftmaxRule())
     register_channel_rule(L.BatchNormalization, BatchNormalizationRule())
-    register_channel_rule(L.LayerNormalization, NormalizationOverChannelsRule())
+    # LayerNormalization and RMSNormalization (exact or inexact mode):
+    # `transformers`.
     register_channel_rule(L.GroupNormalization, GroupNormalizationRule())
     recurrent = RecurrentRule()
     for name in ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D",

@@ -35,8 +35,9 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt._keras_private import op_class
+from keras_dynfilt._keras_private import activation_op_class, op_class
 from keras_dynfilt.pruning.rules.base import (
+    _REGISTRY,
     ChannelRule,
     register_channel_rule,
     register_layer_cost,
@@ -407,6 +408,11 @@ _BINARY = ("Add", "Subtract", "Maximum", "Minimum", "Multiply")
 _REDUCE = ("Mean", "Max", "Min", "Sum", "Amax", "Amin", "Prod", "Var", "Std")
 
 
+def get_channel_rule_of_class(cls):
+    entry = _REGISTRY.get(cls)
+    return None if entry is None else entry.rule
+
+
 def _register():
     seen = set()
 
@@ -439,6 +445,16 @@ def _register():
     # `Functional.call` on symbolic inputs (a traced model subclass calling
     # `super().call`) converts them: an identity on channels.
     add(op_class("core", "ConvertToTensor"), ElementwiseOpRule())
+    # `keras.activations.get("relu")(x)` in a traced `call` (keras-hub's
+    # heads): activation functions that record operations of their own.
+    for name in ("relu", "leaky_relu", "relu6", "elu", "selu", "gelu",
+                 "silu", "hard_sigmoid", "hard_silu", "sigmoid", "tanh",
+                 "softplus", "softsign", "mish", "exponential"):
+        cls = activation_op_class(name)
+        if cls is not None and cls not in seen and (
+            get_channel_rule_of_class(cls) is None
+        ):
+            add(cls, ElementwiseOpRule())
     add(op_class("nn", "Softmax"), SoftmaxOpRule())
     # No channel rule (a barrier), but priced as a dense layer.
     matmul = op_class("numpy", "Matmul")
