@@ -2,17 +2,16 @@
 
 import numpy as np
 
+from keras_dynfilt._plotting import pyplot_or_warn
+
 
 def plot_history(history, path, title=None):
     """Saves a PNG of every metric of a Keras history dict, train vs val."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:  # matplotlib is the `plot` extra
+    plt = pyplot_or_warn(path, stacklevel=2)
+    if plt is None:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     names = [k for k in history if not k.startswith("val_")]
     fig, axes = plt.subplots(
         1, len(names), figsize=(4 * len(names), 3.2), squeeze=False

@@ -5,8 +5,8 @@ import glob
 import json
 import math
 import os
-import warnings
 
+from keras_dynfilt._plotting import pyplot_or_warn
 from keras_dynfilt.tuning.tuner import RUNS_FILE_PREFIX, trial_number
 
 
@@ -165,17 +165,8 @@ def _markdown(report, names):
 
 
 def _plot(report, names, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # matplotlib is the `plot` extra
-        warnings.warn(
-            f"matplotlib is not installed: {path} is not written. Install "
-            "the `plot` extra: pip install 'keras-dynfilt[plot]'",
-            stacklevel=3,
-        )
+    plt = pyplot_or_warn(path, stacklevel=3)
+    if plt is None:
         return None
     completed = [t for t in report.trials if t["objective"] is not None]
     objective = report.objective

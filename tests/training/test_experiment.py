@@ -1,4 +1,5 @@
 import json
+import sys
 
 import keras
 import pytest
@@ -75,6 +76,15 @@ def test_plot_history_with_sparse_validation(tmp_path):
     path = training.plot_history(history, str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert path.endswith("c.png")
+
+
+def test_plot_history_without_matplotlib_warns(tmp_path, monkeypatch):
+    # `None` in sys.modules makes `import matplotlib` raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    path = str(tmp_path / "c.png")
+    with pytest.warns(UserWarning, match=r"c\.png is not written.*\[plot\]"):
+        assert training.plot_history({"loss": [1.0, 0.5]}, path) is None
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_keyword_arguments_without_a_command_line(tmp_path):
