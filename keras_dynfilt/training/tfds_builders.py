@@ -89,6 +89,14 @@ def local_builder(name, source_dir):
                 _LocalFiles(dl_manager, source_dir)
             )
 
+        def _log_download_bytes(self):
+            # tfds prints "Downloading and preparing dataset Unknown size"
+            # here, which reads as a download during an offline run.
+            print(
+                f"Preparing {self.name} from local files in {source_dir} "
+                f"(once; kept in {self.data_dir})..."
+            )
+
     LocalFilesBuilder.name = base.name
     key = hashlib.sha1(source_dir.encode()).hexdigest()[:10]
     return LocalFilesBuilder(
@@ -160,12 +168,20 @@ def load_tfds(name, data_dir):
     Returns:
         `(splits, counts, num_classes, class_names, source, image_shape)`.
     """
+    import tensorflow_datasets as tfds
+
     builder = _prepared_builder(name, data_dir)
     source = f"local:{os.path.abspath(data_dir)}" if data_dir else "tfds"
     info = builder.info
     label = info.features["label"]
+    # No tfds autocache: `tf_image_data` caches after its own `take`; a
+    # cache under that `take` is left unfinished and TensorFlow warns ("The
+    # calling iterator did not fully read the dataset being cached").
+    read_config = tfds.ReadConfig(try_autocache=False)
     splits = {
-        split: builder.as_dataset(split=split, as_supervised=True)
+        split: builder.as_dataset(
+            split=split, as_supervised=True, read_config=read_config
+        )
         for split in ("train", "test")
     }
     counts = {s: _num_examples(info, s, ds) for s, ds in splits.items()}

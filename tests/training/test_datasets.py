@@ -118,3 +118,35 @@ def test_data_dir_without_the_files(tmp_path, monkeypatch):
         load_image_data(
             "fashion_mnist", batch_size=8, data_dir=str(tmp_path / "empty")
         )
+
+
+_LIMITED_RUN = """
+from keras_dynfilt.training import load_image_data
+data = load_image_data("fashion_mnist", batch_size=32, data_dir={dir!r},
+                       limit_train=100)
+counts = [sum(int(x.shape[0]) for x, _ in data.train) for _ in range(2)]
+print("counts", data.num_train, counts)
+"""
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_limit_train_local_files_run_quietly(tmp_path):
+    # A fresh process with TensorFlow's warnings on (the test session may
+    # hide them) and an empty cache, so that tfds prepares the files here.
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="0",
+        **{tfds_builders.CACHE_ENV: str(tmp_path)},
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _LIMITED_RUN.format(dir=DEBIAN_FASHION_MNIST)],
+        capture_output=True, text=True, env=env, timeout=600, check=True,
+    )
+    assert "counts 100 [100, 100]" in result.stdout
+    assert "did not fully read the dataset being cached" not in result.stderr
+    assert "Downloading and preparing" not in result.stdout
+    assert "Preparing fashion_mnist from local files" in result.stdout
