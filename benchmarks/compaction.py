@@ -57,6 +57,11 @@ from keras_dynfilt.pruning import (  # noqa: E402
     model_cost,
 )
 
+# The random weights of the pruning tests (one copy, in tests/): this script
+# runs from a checkout, as they do.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.random_weights import randomize  # noqa: E402
+
 CASES = {
     "resnet56-A": {"model": "ResNet-56 (A)", "rate": 0.4,
                    "input_shape": (32, 32, 3)},
@@ -99,15 +104,6 @@ def soft_prune(model, rate):
     for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
         keep = criteria.lowest(scores, criteria.pruned_count(group.size, rate))
         apply_group_mask(group, keep)
-
-
-def randomize_bn(model, rng):
-    """Random BN statistics, so that a pruned channel's shift matters."""
-    for w in model.weights:
-        if "moving_variance" in w.path:
-            w.assign(rng.uniform(0.5, 2.0, tuple(w.shape)).astype("float32"))
-        elif w.name in ("gamma", "beta", "moving_mean"):
-            w.assign(rng.normal(0.0, 0.5, tuple(w.shape)).astype("float32"))
 
 
 def missing_packages(runtime):
@@ -268,7 +264,7 @@ def run_case(key, runtimes, repeats, seed, threads):
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build(key, case["input_shape"])
-    randomize_bn(model, rng)
+    randomize(model, seed)  # BN statistics, so a pruned shift matters
     before = model_cost(model)
     soft_prune(model, case["rate"])
     start = time.perf_counter()

@@ -15,6 +15,7 @@ keras-hub is optional (never needed by the library or CI): install it with
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -24,6 +25,11 @@ import keras
 import numpy as np
 
 from keras_dynfilt.pruning import compact, filter_groups, model_cost
+
+# The random weights of the pruning tests (one copy, in tests/, with the
+# depthwise fan-in right): this script runs from a checkout, as they do.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.random_weights import randomize  # noqa: E402
 
 
 def _mobilenet():
@@ -180,21 +186,6 @@ MODELS = {
 }
 
 
-def _randomize(model, rng):
-    for w in model.weights:
-        shape = tuple(w.shape)
-        if "moving_variance" in w.path:
-            value = rng.uniform(0.5, 2.0, shape)
-        elif "moving_mean" in w.path:
-            value = rng.normal(0.0, 0.5, shape)
-        elif w.name in ("gamma", "beta", "bias"):
-            value = rng.normal(0.3, 0.5, shape)
-        else:
-            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-        w.assign(value.astype(w.dtype))
-
-
 def _flat(outputs):
     return np.concatenate([
         keras.ops.convert_to_numpy(o).reshape(-1).astype("float64")
@@ -207,8 +198,8 @@ def check(name, build, seed=0, fraction=0.3):
 
     row = {"model": name}
     model = build()
-    rng = np.random.default_rng(seed)
-    _randomize(model, rng)
+    randomize(model, seed)
+    rng = np.random.default_rng(seed + 1)  # the masks and the input
     from keras_dynfilt.pruning.graph import ChannelGraph, is_graph_model
 
     if is_graph_model(model):  # what the engine found before tracing

@@ -261,3 +261,20 @@ def check_name(value, name="name"):
             f"{name}={value!r} of type {type(value).__name__}"
         )
     return value
+
+
+def check_layer_names(value, name):
+    """A tuple of layer names from a name or a list of names (`None` stays
+    `None`); a `TypeError` for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple, set)) or not all(
+        isinstance(v, str) for v in value
+    ):
+        raise TypeError(
+            f"`{name}` must be a list of layer names. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(value)

@@ -1,13 +1,14 @@
 """Random weights that make BatchNormalization and biases matter.
 
 One copy, used by the pruning tests (`tests.pruning.builders.randomize`)
-and by `benchmarks/applications_check.py`: a masked model and its compacted
-copy are compared on these weights, so the draws must keep the signal
-alive through deep networks (Keras's initializers leave BN at identity and
-biases at zero, where a wrong bias or statistic would go unnoticed).
-It lives with the tests, not in the library: it is a fixture for checking
-exactness, and the benchmark that shares it runs from a checkout, as the
-tests do (neither ships in the wheel).
+and by the benchmarks (`applications_check.py`, `third_party_coverage.py`,
+`compaction.py`): a masked model and its compacted copy are compared on
+these weights, so the draws must keep the signal alive through deep
+networks (Keras's initializers leave BN at identity and biases at zero,
+where a wrong bias or statistic would go unnoticed). It lives with the
+tests, not in the library: it is a fixture for checking exactness, and the
+benchmarks that share it run from a checkout, as the tests do (neither
+ships in the wheel).
 """
 
 import keras

@@ -20,21 +20,6 @@ def check_rate(value, name="pruning_rate"):
     return float(value)
 
 
-def check_names(value, name):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple, set)) or not all(
-        isinstance(v, str) for v in value
-    ):
-        raise TypeError(
-            f"`{name}` must be a list of layer names. "
-            f"Received: {name}={value!r}"
-        )
-    return tuple(value)
-
-
 def matches(names, path):
     return any(path == n or path.startswith(n + "/") for n in names)
 

@@ -5,10 +5,13 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt._validation import check_int, check_positive_int
+from keras_dynfilt._validation import (
+    check_int,
+    check_layer_names,
+    check_positive_int,
+)
 from keras_dynfilt.callbacks import _sfp_masks
 from keras_dynfilt.callbacks._sfp_selection import (
-    check_names,
     check_rate,
     select_groups,
 )
@@ -180,8 +183,8 @@ class SoftFilterPruning(keras.callbacks.Callback):
             criterion = criterion.lower()
         self.criterion = criterion
         self.frequency = check_positive_int(frequency, "frequency")
-        self.layers = check_names(layers, "layers")
-        self.exclude = check_names(exclude, "exclude")
+        self.layers = check_layer_names(layers, "layers")
+        self.exclude = check_layer_names(exclude, "exclude")
         if schedule is not None and not callable(schedule):
             raise TypeError(
                 "`schedule` must be a callable `schedule(step) -> "

@@ -275,13 +275,14 @@ def score_groups(
     Examples:
         >>> model = keras.Sequential([
         ...     keras.Input((8, 8, 3)),
-        ...     keras.layers.Conv2D(4, 3, name="conv"),
+        ...     keras.layers.Conv2D(4, 3),
+        ...     keras.layers.Conv2D(6, 3),
         ...     keras.layers.GlobalAveragePooling2D(),
         ...     keras.layers.Dense(2)])
         >>> groups = keras_dynfilt.pruning.filter_groups(model)
         >>> scores = keras_dynfilt.pruning.criteria.score_groups(groups, "l1")
-        >>> scores[0].shape
-        (4,)
+        >>> [s.shape for s in scores]  # one score per unit of each group
+        [(4,), (6,)]
     """
     criterion = check_criterion(criterion)
     if criterion in NEEDS_DATA and data is None:

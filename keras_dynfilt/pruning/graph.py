@@ -29,6 +29,7 @@ from keras_dynfilt.pruning.rules.base import (  # noqa: F401 - re-exported
     TensorSlots,
     _variables,
     get_channel_rule,
+    held_slots,
 )
 from keras_dynfilt.pruning.rules.context import RuleContext
 
@@ -339,25 +340,28 @@ class ChannelGraph(RuleContext):
         )
         if np.array_equal(live, self.is_live(slots)) and finite:
             return slots
+        return self._relive(slots, live, reason, nonfinite=not finite)
+
+    def reset_live(self, slots, live):
+        """New slots coupled to `slots`, live only where `live[c]`."""
+        return self._relive(np.asarray(slots), live, "live before", None)
+
+    def _relive(self, slots, live, reason, nonfinite):
+        """New slots coupled to `slots`, live where `live[c]` (keeping the
+        reason recorded for the old slot). `nonfinite`: None drops the
+        non-finite flags, True marks every live slot non-finite, False
+        carries the old slot's flag."""
         new = self._new(len(slots))
         self.couple(new, slots)
         where = f"{path_name(self._path)}: {reason}"
         for x, old, flag in zip(new, slots, live):
-            if flag:
-                self._live[int(x)] = self._live.get(int(old), where)
-                if not finite or int(old) in self._nonfinite:
-                    self._nonfinite.add(int(x))
-        return new
-
-    def reset_live(self, slots, live):
-        """New slots coupled to `slots`, live only where `live[c]`."""
-        slots = np.asarray(slots)
-        new = self._new(len(slots))
-        self.couple(new, slots)
-        where = f"{path_name(self._path)}: live before"
-        for x, old, flag in zip(new, slots, live):
-            if flag:
-                self._live[int(x)] = self._live.get(int(old), where)
+            if not flag:
+                continue
+            self._live[int(x)] = self._live.get(int(old), where)
+            if nonfinite is not None and (
+                nonfinite or int(old) in self._nonfinite
+            ):
+                self._nonfinite.add(int(x))
         return new
 
     def annotate(self, slots, key, values):
@@ -395,11 +399,7 @@ class ChannelGraph(RuleContext):
                 )
 
     def _fixed_slots(self, shape, reason):
-        if len(shape) < 2 or shape[-1] is None:
-            return None
-        slots = self._new(shape[-1])
-        self.fix(slots, reason)
-        return slots
+        return held_slots(self, shape, reason)
 
     def _find(self, x):
         parent = self._parent

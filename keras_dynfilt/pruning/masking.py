@@ -21,6 +21,21 @@ from keras_dynfilt._validation import check_keep_mask
 from keras_dynfilt.pruning.graph import FilterGroup, _variables
 
 
+def _masked_axes(graph):
+    """Yields `(variable, axis)` for every `WeightAxis` masking zeroes
+    (`axis.zero`), layer by layer, the axes of one weight in a row."""
+    for record in graph.records.values():
+        if record.rule is None:
+            continue
+        variables = _variables(record.layer)
+        for name, axes in record.rule.weights(
+            record.layer, record.in_slots, record.out_slots
+        ).items():
+            for axis in axes:
+                if axis.zero:
+                    yield variables[name], axis
+
+
 def _zero_targets_by_group(graph):
     """`(variable, axis, units)` targets of every group of `graph`, found
     in one pass over the layers (a pass per group made masking every group
@@ -33,24 +48,14 @@ def _zero_targets_by_group(graph):
         group_of_root[group._roots] = index
         unit_of_root[group._roots] = np.arange(group.size)
     targets = {id(group): [] for group in graph.groups}
-    for record in graph.records.values():
-        if record.rule is None:
-            continue
-        variables = _variables(record.layer)
-        for name, axes in record.rule.weights(
-            record.layer, record.in_slots, record.out_slots
-        ).items():
-            for axis in axes:
-                if not axis.zero:
-                    continue
-                roots = graph.roots[np.asarray(axis.slots, np.int64)]
-                owners = group_of_root[roots]
-                units = unit_of_root[roots]
-                for index in np.unique(owners[owners >= 0]):
-                    targets[id(graph.groups[index])].append((
-                        variables[name], axis.axis,
-                        np.where(owners == index, units, -1),
-                    ))
+    for variable, axis in _masked_axes(graph):
+        roots = graph.roots[np.asarray(axis.slots, np.int64)]
+        owners = group_of_root[roots]
+        units = unit_of_root[roots]
+        for index in np.unique(owners[owners >= 0]):
+            targets[id(graph.groups[index])].append((
+                variable, axis.axis, np.where(owners == index, units, -1),
+            ))
     graph._zero_targets = targets
     return targets
 
@@ -126,26 +131,16 @@ def removed_roots(graph):
     """The units a masked model has removed: the roots of the prunable
     units whose masked parameters are all zero (`compact` drops them)."""
     nonzero = np.zeros(len(graph.roots), bool)
-    for record in graph.records.values():
-        if record.rule is None:
-            continue
-        variables = _variables(record.layer)
-        for name, axes in record.rule.weights(
-            record.layer, record.in_slots, record.out_slots
-        ).items():
-            value = None
-            for axis in axes:
-                if not axis.zero:
-                    continue
-                if value is None:
-                    value = np.abs(
-                        keras.ops.convert_to_numpy(variables[name].value)
-                    )
-                other = tuple(
-                    a for a in range(value.ndim) if a != axis.axis % value.ndim
-                )
-                used = value.max(axis=other) > 0 if other else value > 0
-                nonzero[graph.roots[np.asarray(axis.slots)][used]] = True
+    variable = value = None
+    for masked, axis in _masked_axes(graph):
+        if masked is not variable:  # one read per weight, not per axis
+            variable = masked
+            value = np.abs(keras.ops.convert_to_numpy(variable.value))
+        other = tuple(
+            a for a in range(value.ndim) if a != axis.axis % value.ndim
+        )
+        used = value.max(axis=other) > 0 if other else value > 0
+        nonzero[graph.roots[np.asarray(axis.slots)][used]] = True
     return np.array(
         [r for r in graph.prunable_roots if not nonzero[r]], np.int64
     )

@@ -8,7 +8,11 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dynfilt._validation import check_bool, check_positive_int
+from keras_dynfilt._validation import (
+    check_bool,
+    check_layer_names,
+    check_positive_int,
+)
 from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
@@ -38,21 +42,6 @@ def _check_target(value, name):
             f"absolute count > 1. Received: {name}={value!r}"
         )
     return value
-
-
-def _check_names(value, name):
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple, set)) or not all(
-        isinstance(v, str) for v in value
-    ):
-        raise TypeError(
-            f"`{name}` must be a list of layer names. "
-            f"Received: {name}={value!r}"
-        )
-    return tuple(value)
 
 
 def _key(group):
@@ -240,7 +229,7 @@ class Pruner:
                     f"{key!r} of type {type(key).__name__}"
                 )
             self.ratios[key] = C.check_rate(value, f"ratios[{key!r}]")
-        self.exclude = _check_names(exclude, "exclude")
+        self.exclude = check_layer_names(exclude, "exclude") or ()
         self.round_to = (
             None if round_to is None
             else check_positive_int(round_to, "round_to")

@@ -198,6 +198,17 @@ def _variables(layer):
     return found
 
 
+def held_slots(ctx, shape, reason):
+    """Fixed new slots for the last axis of an output of `shape` that is
+    never pruned (`None` when the tensor has no channel axis or its width
+    is unknown)."""
+    if len(shape) < 2 or shape[-1] is None:
+        return None
+    slots = ctx.new_zeros(shape[-1])
+    ctx.fix(slots, reason)
+    return slots
+
+
 class _Entry:
     """What is registered for one class: its rule and its cost override."""
 

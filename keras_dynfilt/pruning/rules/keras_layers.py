@@ -24,6 +24,7 @@ from keras_dynfilt.pruning.rules.base import (
     _variables,
     get_channel_rule,
     get_layer_cost,
+    held_slots,
     register_channel_rule,
     register_layer_cost,
 )
@@ -191,6 +192,23 @@ class SoftmaxRule(PassThrough):
         return [ctx.with_live(outputs[0], True, "softmax(0) != 0")]
 
 
+def _non_last_axis(ctx, layer, inputs, output_shapes):
+    """The barrier of a normalisation over a non-last axis."""
+    return ctx.barrier(
+        layer, inputs, output_shapes, "normalises a non-last axis"
+    )
+
+
+def _gamma_beta(layer, slots):
+    """The zeroed `gamma` / `beta` axes of a normalisation over `slots`."""
+    found = {}
+    if layer.scale:
+        found["gamma"] = [WeightAxis(0, slots, True)]
+    if layer.center:
+        found["beta"] = [WeightAxis(0, slots, True)]
+    return found
+
+
 class BatchNormalizationRule(PassThrough):
     """BatchNormalization, with or without `scale` / `center`.
 
@@ -202,15 +220,11 @@ class BatchNormalizationRule(PassThrough):
 
     pointwise = True
 
-    def macs(self, layer, ins, outs):
-        return per_element_macs(layer, ins, outs)
+    macs = staticmethod(per_element_macs)
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        rank = len(output_shapes[0])
-        if not _last_axis(layer.axis, rank):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "normalises a non-last axis"
-            )
+        if not _last_axis(layer.axis, len(output_shapes[0])):
+            return _non_last_axis(ctx, layer, inputs, output_shapes)
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
         if layer.scale and outputs[0] is inputs[0].slots:
             return [ctx.with_live(outputs[0], False)]
@@ -218,11 +232,7 @@ class BatchNormalizationRule(PassThrough):
 
     def weights(self, layer, in_slots, out_slots):
         slots = in_slots[0]
-        found = {}
-        if layer.scale:
-            found["gamma"] = [WeightAxis(0, slots, True)]
-        if layer.center:
-            found["beta"] = [WeightAxis(0, slots, True)]
+        found = _gamma_beta(layer, slots)
         found["moving_mean"] = [WeightAxis(0, slots, not layer.scale)]
         found["moving_variance"] = [WeightAxis(0, slots, False)]
         return found
@@ -237,8 +247,7 @@ class NormalizationOverChannelsRule(PassThrough):
     other axes only is a plain pass-through.
     """
 
-    def macs(self, layer, ins, outs):
-        return per_element_macs(layer, ins, outs)
+    macs = staticmethod(per_element_macs)
 
     def propagate(self, ctx, layer, inputs, output_shapes):
         outputs = super().propagate(ctx, layer, inputs, output_shapes)
@@ -675,15 +684,11 @@ class GroupNormalizationRule(ChannelRule):
     elementwise = True
     pointwise = False
 
-    def macs(self, layer, ins, outs):
-        return per_element_macs(layer, ins, outs)
+    macs = staticmethod(per_element_macs)
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        rank = len(output_shapes[0])
-        if not _last_axis(layer.axis, rank):
-            return ctx.barrier(
-                layer, inputs, output_shapes, "normalises a non-last axis"
-            )
+        if not _last_axis(layer.axis, len(output_shapes[0])):
+            return _non_last_axis(ctx, layer, inputs, output_shapes)
         slots = inputs[0].slots
         groups = len(slots) if layer.groups == -1 else layer.groups
         per = len(slots) // groups
@@ -696,28 +701,13 @@ class GroupNormalizationRule(ChannelRule):
         return [slots]
 
     def weights(self, layer, in_slots, out_slots):
-        slots = in_slots[0]
-        found = {}
-        if layer.scale:
-            found["gamma"] = [WeightAxis(0, slots, True)]
-        if layer.center:
-            found["beta"] = [WeightAxis(0, slots, True)]
-        return found
+        return _gamma_beta(layer, in_slots[0])
 
     def compact_config(self, layer, config, keep_in, keep_out):
         if layer.groups == -1:
             return config
         per = len(keep_in[0]) // layer.groups
         return {**config, "groups": int(keep_in[0].sum()) // per}
-
-
-def _held(ctx, shape, reason):
-    """Fixed slots for an output that is never pruned."""
-    if len(shape) < 2 or shape[-1] is None:
-        return None
-    slots = ctx.new_zeros(shape[-1])
-    ctx.fix(slots, reason)
-    return slots
 
 
 def _strip_build(serialized):
@@ -747,7 +737,7 @@ class RecurrentRule(ChannelRule):
         for t in inputs[1:]:  # initial states, constants: not pruned
             ctx.fix(t.slots, f"a state of {type(layer).__name__}")
         return [
-            _held(ctx, shape, "the recurrent width is held fixed")
+            held_slots(ctx, shape, "the recurrent width is held fixed")
             for shape in output_shapes
         ]
 

@@ -84,6 +84,33 @@ def _roles(node):
     return positions["query"], positions["value"], positions["key"]
 
 
+_UNKNOWN_INPUTS = "its query, key or value has unknown channels"
+
+
+def _projected_inputs(ctx, layer, inputs):
+    """The query, value and key slots of an attention layer's node (`None`
+    when one is unknown), each fixed where it stays non-zero when removed:
+    the projections' kernel rows read every channel."""
+    roles = _roles(ctx.node)
+    if roles is None or any(inputs[i].slots is None for i in roles):
+        return None
+    _ROLES[layer] = roles
+    found = tuple(inputs[i].slots for i in roles)
+    for slots in found:
+        ctx.require_zero(slots)
+    return found
+
+
+def _projection(rows, heads, dims):
+    """The axes of a `(channels, heads, dims)` projection kernel: its input
+    rows are read, its heads and head dimensions are zeroed."""
+    return [
+        WeightAxis(0, rows, False),
+        WeightAxis(1, heads, True),
+        WeightAxis(2, dims, True),
+    ]
+
+
 class MultiHeadAttentionRule(ChannelRule):
     """`keras.layers.MultiHeadAttention`: heads, head dimensions, and its
     input and output channels.
@@ -120,16 +147,10 @@ class MultiHeadAttentionRule(ChannelRule):
         return heads, key_dim, value_dim, out_shape
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        roles = _roles(ctx.node)
-        if roles is None or any(inputs[i].slots is None for i in roles):
-            return ctx.barrier(
-                layer, inputs, output_shapes,
-                "its query, key or value has unknown channels",
-            )
-        _ROLES[layer] = roles
-        q_in, v_in, k_in = (inputs[i].slots for i in roles)
-        for slots in (q_in, v_in, k_in):
-            ctx.require_zero(slots)  # projection rows read every channel
+        found = _projected_inputs(ctx, layer, inputs)
+        if found is None:
+            return ctx.barrier(layer, inputs, output_shapes, _UNKNOWN_INPUTS)
+        q_in, v_in, k_in = found
         heads, key_dim, value_dim, out_shape = self._sizes(layer)
         filters = ctx.new_filters(
             layer, heads + value_dim + key_dim + out_shape[-1]
@@ -168,21 +189,9 @@ class MultiHeadAttentionRule(ChannelRule):
         )
         variables = _variables(layer)
         found = {
-            "query/kernel": [
-                WeightAxis(0, q_in, False),
-                WeightAxis(1, heads, True),
-                WeightAxis(2, keys, True),
-            ],
-            "key/kernel": [
-                WeightAxis(0, k_in, False),
-                WeightAxis(1, heads, True),
-                WeightAxis(2, keys, True),
-            ],
-            "value/kernel": [
-                WeightAxis(0, v_in, False),
-                WeightAxis(1, heads, True),
-                WeightAxis(2, values, True),
-            ],
+            "query/kernel": _projection(q_in, heads, keys),
+            "key/kernel": _projection(k_in, heads, keys),
+            "value/kernel": _projection(v_in, heads, values),
             "attention_output/kernel": [
                 WeightAxis(0, heads, False),
                 WeightAxis(1, values, False),
@@ -190,11 +199,7 @@ class MultiHeadAttentionRule(ChannelRule):
             ],
         }
         if "gate/kernel" in variables:
-            found["gate/kernel"] = [
-                WeightAxis(0, q_in, False),
-                WeightAxis(1, heads, True),
-                WeightAxis(2, values, True),
-            ]
+            found["gate/kernel"] = _projection(q_in, heads, values)
         for name, dims in (
             ("query", keys), ("key", keys), ("value", values),
             ("gate", values),
@@ -336,16 +341,10 @@ class GroupedQueryAttentionRule(MultiHeadAttentionRule):
         return query_heads, kv_heads, head_dim
 
     def propagate(self, ctx, layer, inputs, output_shapes):
-        roles = _roles(ctx.node)
-        if roles is None or any(inputs[i].slots is None for i in roles):
-            return ctx.barrier(
-                layer, inputs, output_shapes,
-                "its query, key or value has unknown channels",
-            )
-        _ROLES[layer] = roles
-        q_in, v_in, k_in = (inputs[i].slots for i in roles)
-        for slots in (q_in, v_in, k_in):
-            ctx.require_zero(slots)
+        found = _projected_inputs(ctx, layer, inputs)
+        if found is None:
+            return ctx.barrier(layer, inputs, output_shapes, _UNKNOWN_INPUTS)
+        q_in, v_in, k_in = found
         query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
         filters = ctx.new_filters(layer, kv_heads + head_dim + len(q_in))
         kv = filters[:kv_heads]
