@@ -352,10 +352,34 @@ def stage_sfp(args, data):
     common.log("keras sfp", result["accuracy_finetuned"])
 
 
+def stage_latency(args, data):
+    """Times every saved model again, one after another (quieter moment)."""
+    out = {"loadavg_before": os.getloadavg()}
+    for name in ["base", *common.METHODS, "sfp"]:
+        path = args.ckpt / f"{name}.keras"
+        if not path.exists():
+            continue
+        model = load(path)
+        out[name] = {
+            "latency": latency(model, REPEATS),
+            "onnx_latency": {
+                f"batch_{b}": common.onnx_latency(
+                    str(args.ckpt / f"{name}.onnx"), b, (28, 28, 1),
+                    REPEATS[b],
+                )
+                for b in (1, 64)
+            },
+        }
+        common.log("keras latency", name)
+    out["loadavg_after"] = os.getloadavg()
+    common.write_json(args.parts / "latency.json", out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--stage", choices=("base", "prune", "sfp"), required=True
+        "--stage", choices=("base", "prune", "sfp", "latency"),
+        required=True,
     )
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--depth", type=int, default=20)
@@ -378,9 +402,11 @@ def main(argv=None):
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
         xt, yt = xt[: args.limit], yt[: args.limit]
-    {"base": stage_base, "prune": stage_prune, "sfp": stage_sfp}[args.stage](
-        args, (x, y, xt, yt)
-    )
+    stages = {
+        "base": stage_base, "prune": stage_prune, "sfp": stage_sfp,
+        "latency": stage_latency,
+    }
+    stages[args.stage](args, (x, y, xt, yt))
 
 
 if __name__ == "__main__":

@@ -375,9 +375,34 @@ def stage_prune(args, data):
         common.log("torch", method, result["accuracy_finetuned"])
 
 
+def stage_latency(args, data):
+    """Times every saved model again, one after another (quieter moment)."""
+    out = {"loadavg_before": os.getloadavg()}
+    nchw = (args.image_shape[2],) + tuple(args.image_shape[:2])
+    for name in ["base", *common.METHODS]:
+        path = args.ckpt / f"{name}.pt"
+        if not path.exists():
+            continue
+        model = load(path)
+        out[name] = {
+            "latency": latency(model, args.image_shape, REPEATS),
+            "onnx_latency": {
+                f"batch_{b}": common.onnx_latency(
+                    str(args.ckpt / f"{name}.onnx"), b, nchw, REPEATS[b]
+                )
+                for b in (1, 64)
+            },
+        }
+        common.log("torch latency", name)
+    out["loadavg_after"] = os.getloadavg()
+    common.write_json(args.parts / "latency.json", out)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stage", choices=("base", "prune"), required=True)
+    parser.add_argument(
+        "--stage", choices=("base", "prune", "latency"), required=True
+    )
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--epochs", type=int, required=True)
@@ -399,9 +424,10 @@ def main(argv=None):
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
         xt, yt = xt[: args.limit], yt[: args.limit]
-    {"base": stage_base, "prune": stage_prune}[args.stage](
-        args, (x, y, xt, yt)
-    )
+    stages = {
+        "base": stage_base, "prune": stage_prune, "latency": stage_latency,
+    }
+    stages[args.stage](args, (x, y, xt, yt))
 
 
 if __name__ == "__main__":

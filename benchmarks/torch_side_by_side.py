@@ -14,6 +14,8 @@ order and seeds in Keras (`keras_dynfilt.models.resnet_cifar`) and PyTorch
   `pruning_ratio` bisected to the same MACs), fine-tune the same epochs;
 - `sfp`: Soft Filter Pruning from scratch at 40% (keras-dynfilt's
   `SoftFilterPruning`), the same epoch budget (base + fine-tuning epochs);
+- `latency`: time every saved model again, both runtimes (for a quieter
+  moment of a shared machine; the report then uses these times);
 - `report`: merge into `<output>/seed_<n>.json` and print the table (mean
   and sample standard deviation over the seeds found).
 
@@ -127,7 +129,7 @@ def collect(args, seed):
         folder = pathlib.Path(args.work) / library / f"seed_{seed}"
         parts = {
             stage: common.read_json(folder / f"{stage}.json")
-            for stage in ["base", "sfp"]
+            for stage in ["base", "sfp", "latency"]
             + [f"prune_{m}" for m in common.METHODS]
         }
         out[library] = {k: v for k, v in parts.items() if v is not None}
@@ -196,23 +198,32 @@ def rows(results):
                 add(library, method, "params_cut",
                     100 * (1 - r["cost"][params_key]
                            / base["cost"][params_key]))
+                # The `latency` stage's re-timing, where it ran, replaces
+                # the times taken right after training.
+                rerun = (parts.get("latency") or {}).get(
+                    "sfp" if method == "sfp_40" else method
+                )
+                own = rerun["latency"] if rerun else r["latency"]
+                ort = rerun["onnx_latency"] if rerun else r["onnx"]["latency"]
                 for b in (1, 64):
                     add(library, method, f"own_b{b}",
-                        r["latency"][f"batch_{b}"]["min_ms"])
+                        own[f"batch_{b}"]["min_ms"])
                     add(library, method, f"onnx_b{b}",
-                        r["onnx"]["latency"][f"batch_{b}"]["min_ms"])
+                        ort[f"batch_{b}"]["min_ms"])
                 if "prune_seconds" in r:
                     add(library, method, "prune_s", r["prune_seconds"])
     return table
 
 
-COLUMNS = [
+ACCURACY_COLUMNS = [
     ("acc_base", "base acc %", 2),
     ("acc_pruned", "pruned acc %", 2),
     ("acc_finetuned", "fine-tuned acc %", 2),
     ("macs_x", "MACs x (own)", 2),
     ("onnx_macs_x", "MACs x (ONNX)", 2),
     ("params_cut", "params cut %", 1),
+]
+SPEED_COLUMNS = [
     ("own_b1", "own b1 ms", 2),
     ("own_b64", "own b64 ms", 1),
     ("onnx_b1", "ORT b1 ms", 2),
@@ -228,10 +239,10 @@ LABELS = {
 }
 
 
-def markdown(table, seeds):
-    head = ["library", "method"] + [c[1] for c in COLUMNS]
+def markdown(table, columns):
+    head = ["library", "method"] + [c[1] for c in columns]
     lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|"]
+             "|" + "|".join(["---"] * 2 + ["---:"] * len(columns)) + "|"]
     order = {m: i for i, m in enumerate(LABELS)}
     for (library, method), values in sorted(
         table.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))
@@ -241,7 +252,7 @@ def markdown(table, seeds):
             else "PyTorch + Torch-Pruning",
             LABELS.get(method, method),
         ]
-        for key, _, digits in COLUMNS:
+        for key, _, digits in columns:
             stats = _stats(values.get(key, []))
             if stats is None:
                 cells.append("")
@@ -250,11 +261,6 @@ def markdown(table, seeds):
             else:
                 cells.append(f"{stats[0]:.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(
-        f"Seeds {', '.join(map(str, seeds))}: mean ± sample standard "
-        "deviation where more than one seed finished."
-    )
     return "\n".join(lines)
 
 
@@ -274,7 +280,14 @@ def report(args):
     if not results:
         return
     seeds = [r["seed"] for r in results]
-    text = markdown(rows(results), seeds)
+    table = rows(results)
+    text = "\n\n".join([
+        markdown(table, ACCURACY_COLUMNS),
+        markdown(table, SPEED_COLUMNS),
+        f"Seeds {', '.join(map(str, seeds))}: mean ± sample standard "
+        "deviation where more than one seed finished; latency: best of N "
+        "calls, one thread.",
+    ])
     print(text)
     print()
     print("Torch-Pruning's published ResNet-56 / CIFAR-10 rows:")
@@ -294,7 +307,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--stage", default="all",
-        choices=("base", "prune", "sfp", "report", "all"),
+        choices=("base", "prune", "sfp", "latency", "report", "all"),
     )
     parser.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2])
     parser.add_argument("--depth", type=int, default=20,
@@ -339,12 +352,18 @@ def main(argv=None):
         if lib not in WORKERS:
             parser.error(f"--libraries: unknown {lib!r}")
     stages = (
-        ["base", "prune", "sfp", "report"] if args.stage == "all"
+        ["base", "prune", "sfp", "latency", "report"] if args.stage == "all"
         else [args.stage]
     )
     for stage in stages:
         if stage == "report":
             report(args)
+        elif stage == "latency":
+            # One process at a time: timings must not share the CPU.
+            for seed in args.seeds:
+                for lib in libraries:
+                    command = worker_command(args, lib, stage, seed)
+                    run_parallel([(lib, command)])
         elif stage == "sfp":
             if "keras" in libraries:
                 run_stage(args, "sfp", ["keras"])
