@@ -8,6 +8,12 @@ found, masked == compacted, fewer MACs and parameters, `.keras` reload with
     PYTHONPATH=. python benchmarks/third_party_coverage.py \
         --out benchmarks/results/third_party_coverage.json
 
+Only some models, their rows replacing theirs in an existing JSON:
+
+    PYTHONPATH=. python benchmarks/third_party_coverage.py --merge \
+        --out benchmarks/results/third_party_coverage.json \
+        --models DeiTBackbone "LlamaBackbone (GQA)"
+
 keras-hub is optional (never needed by the library or CI): install it with
 `pip install --no-deps keras-hub` plus `regex` and `tokenizers`.
 """
@@ -174,6 +180,65 @@ def _retinanet():
     )
 
 
+def _deit():
+    from keras_hub.models import DeiTBackbone
+
+    return DeiTBackbone(
+        image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2,
+        hidden_dim=16, intermediate_dim=32,
+    )
+
+
+def _dinov2():
+    from keras_hub.models import DINOV2Backbone
+
+    return DINOV2Backbone(
+        patch_size=4, num_layers=2, hidden_dim=16, num_heads=2,
+        intermediate_dim=32, image_shape=(16, 16, 3),
+        position_embedding_shape=(16, 16, 3),
+    )
+
+
+def _mit():
+    from keras_hub.models import MiTBackbone
+
+    return MiTBackbone(
+        layerwise_depths=[1, 1], num_layers=2, layerwise_num_heads=[1, 2],
+        layerwise_sr_ratios=[2, 1], max_drop_path_rate=0.0,
+        layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2],
+        image_shape=(32, 32, 3), hidden_dims=[8, 16],
+    )
+
+
+def _swin():
+    from keras_hub.models import SwinTransformerBackbone
+
+    return SwinTransformerBackbone(
+        image_shape=(32, 32, 3), embed_dim=16, depths=[1, 1],
+        num_heads=[2, 2], window_size=4, patch_size=4, mlp_ratio=2.0,
+        drop_path=0.0,
+    )
+
+
+def _llama():
+    from keras_hub.models import LlamaBackbone
+
+    return LlamaBackbone(  # grouped-query: 4 query heads share 2 kv heads
+        vocabulary_size=100, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=32, intermediate_dim=64,
+    )
+
+
+def _gemma():
+    from keras_hub.models import GemmaBackbone
+
+    return GemmaBackbone(
+        vocabulary_size=100, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, hidden_dim=32, intermediate_dim=64,
+        head_dim=8,
+    )
+
+
 MODELS = {
     "MobileNetBackbone (V3)": _mobilenet,
     "ResNetBackbone": _resnet,
@@ -183,6 +248,12 @@ MODELS = {
     "MobileNetImageClassifier": _mobilenet_classifier,
     "DeepLabV3Backbone (SpatialPyramidPooling)": _deeplab,
     "RetinaNetObjectDetector (PredictionHead)": _retinanet,
+    "DeiTBackbone": _deit,
+    "DINOV2Backbone": _dinov2,
+    "MiTBackbone (SegFormer encoder)": _mit,
+    "SwinTransformerBackbone": _swin,
+    "LlamaBackbone (GQA)": _llama,
+    "GemmaBackbone (GQA)": _gemma,
 }
 
 
@@ -193,10 +264,40 @@ def _flat(outputs):
     ])
 
 
+def _inputs(model, rng, batch=2, length=8):
+    """Random inputs: images as floats, token ids below the vocabulary and
+    all-ones padding masks for the decoders (sequence length `length`)."""
+    named = model.input if isinstance(model.input, dict) else {
+        i: t for i, t in enumerate(model.inputs)}
+    out = {}
+    for name, t in named.items():
+        shape = (batch,) + tuple(length if d is None else d
+                                 for d in t.shape[1:])
+        if "int" in str(t.dtype) and "mask" in str(name):
+            out[name] = np.ones(shape, "int32")
+        elif "int" in str(t.dtype):
+            out[name] = rng.integers(0, model.vocabulary_size, shape)
+            out[name] = out[name].astype("int32")
+        else:
+            out[name] = rng.normal(size=shape).astype("float32")
+    if isinstance(model.input, dict):
+        return out
+    return out[0] if len(out) == 1 else list(out.values())
+
+
 def check(name, build, seed=0, fraction=0.3):
+    row = {"model": name}
+    try:
+        _check(row, build, seed, fraction)
+    except Exception as e:  # noqa: BLE001 - reported, with what came before
+        traceback.print_exc()
+        row["error"] = f"{type(e).__name__}: {e}"[:300]
+    return row
+
+
+def _check(row, build, seed, fraction):
     from keras_dynfilt.pruning import apply_group_mask
 
-    row = {"model": name}
     model = build()
     randomize(model, seed)
     rng = np.random.default_rng(seed + 1)  # the masks and the input
@@ -209,6 +310,8 @@ def check(name, build, seed=0, fraction=0.3):
     row["prunable_fraction"] = round(groups.prunable_fraction(), 3)
     row["traced_blocks"] = len(groups.traced)
     row["barriers"] = sorted({b.class_name for b in groups.barriers})
+    row["barrier_reasons"] = {  # the engine's own words, one per class
+        b.class_name: str(b.reason)[:400] for b in groups.barriers}
     if not groups:
         return row
     for group in groups:
@@ -216,8 +319,7 @@ def check(name, build, seed=0, fraction=0.3):
         n = min(group.size - 1, max(1, int(group.size * fraction)))
         keep[rng.permutation(group.size)[:n]] = False
         apply_group_mask(group, keep)
-    shape = tuple(model.inputs[0].shape[1:])
-    x = rng.normal(size=(2,) + shape).astype("float32")
+    x = _inputs(model, rng)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -246,7 +348,10 @@ def check(name, build, seed=0, fraction=0.3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=None)
-    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS),
+                        help="names from MODELS (default: all)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep --out's other rows, replace these")
     args = parser.parse_args()
     import keras_hub
 
@@ -275,6 +380,11 @@ def main():
         )))
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        if args.merge and os.path.exists(args.out):
+            with open(args.out) as f:
+                old = json.load(f)["rows"]
+            new = {r["model"]: r for r in rows}
+            rows = [new.pop(r["model"], r) for r in old] + list(new.values())
         with open(args.out, "w") as f:
             json.dump({
                 "keras_hub": keras_hub.__version__,
