@@ -141,6 +141,7 @@ def stage_base(args, command):
         validation_data=data.test,
         callbacks=[timer],
         verbose=args.verbose,
+        shuffle=False,  # the pipeline shuffles; Keras would warn
     )
     folder = run_dir(args)
     os.makedirs(folder, exist_ok=True)
@@ -271,6 +272,7 @@ def stage_prune(args, command):
                 steps_per_epoch=args.steps_per_epoch,
                 callbacks=[timer],
                 verbose=args.verbose,
+                shuffle=False,  # the pipeline shuffles; Keras would warn
             )
             small.save(os.path.join(folder, f"{name}_finetuned.keras"))
             tuned_accuracy = evaluate(small, data)

@@ -105,7 +105,8 @@ class ExperimentRun:
     ...         loss=keras.losses.SparseCategoricalCrossentropy(
     ...             from_logits=True))
     >>> history = model.fit(
-    ...     data.train, epochs=1, verbose=0, callbacks=run.callbacks())
+    ...     data.train, epochs=1, verbose=0, callbacks=run.callbacks(),
+    ...     shuffle=False)
     >>> results = run.finish(history, plot=False)
     >>> results["arguments"]["epochs"], results["dataset"]["num_train"]
     (1, 256)

@@ -2,6 +2,8 @@
 as `Layer` subclasses with their own `call`, subclassed models) and the
 layers other libraries use. Tiny, so that every test is fast."""
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -185,7 +187,16 @@ def check_four(model, tmp_path, seed=3, min_groups=1, tolerance=1e-5):
     randomize(model, seed=seed)
     zero_random_units(model, seed=seed)
     x = inputs_like(model)
-    small = compact(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small = compact(model)
+    # compact says which blocks it traced, exactly when it traced some.
+    said = [w for w in caught if "compact traced" in str(w.message)]
+    expected = 1 if groups.traced else 0
+    assert len(said) == expected, [str(w.message) for w in said]
+    for w in caught:
+        if w not in said:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     assert max_relative_difference(run(model, x), run(small, x)) <= tolerance
     full, pruned = model_cost(model, warn=False), model_cost(small, warn=False)
     assert pruned.macs < full.macs
