@@ -295,6 +295,11 @@ def _copy_weights(graph, old_model, new_model, prefix, removed, initializers):
         if axes:
             values = record.rule.compact_weights(old, values, keep_in, keep_out)
         for value, target in zip(values.values(), new_variables):
+            if not isinstance(value, np.ndarray):
+                # A copy, not the old variable's buffer: JAX donates a
+                # model's buffers when it trains, which would delete the
+                # other model's weights too.
+                value = keras.ops.copy(value)
             target.assign(value)
 
 
