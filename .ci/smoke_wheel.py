@@ -37,7 +37,14 @@ code = kd.DimensionReduction(6)(x)
 x = kd.FilterGenerator(8, 3, repository_size=3, padding="same")([x, code])
 a, b = kd.NDDR()([x, x])
 a, b = kd.CrossStitch()([a, b])
-features = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+x = keras.layers.Add()([a, b])
+# The transformer layers on the same features seen as 16 * 16 tokens.
+tokens = keras.layers.Reshape((256, 8))(x)
+tokens = kd.PositionEmbedding()(kd.ClassToken()(tokens))
+features = keras.layers.Concatenate()([
+    keras.layers.GlobalAveragePooling2D()(x),
+    keras.layers.GlobalAveragePooling1D()(tokens),
+])
 head = kd.WSoftmaxHead(5, alpha=1.0)
 train_model = keras.Model([images, labels], head(features, labels))
 model = keras.Model(images, head(features))
