@@ -40,7 +40,7 @@ a, b = kd.CrossStitch()([a, b])
 x = keras.layers.Add()([a, b])
 # The transformer layers on the same features seen as 16 * 16 tokens.
 tokens = keras.layers.Reshape((256, 8))(x)
-tokens = kd.PositionEmbedding()(kd.ClassToken()(tokens))
+tokens = kd.layers.PositionEmbedding()(kd.layers.ClassToken()(tokens))
 features = keras.layers.Concatenate()([
     keras.layers.GlobalAveragePooling2D()(x),
     keras.layers.GlobalAveragePooling1D()(tokens),
