@@ -97,6 +97,19 @@ def producing_operation(tensor):
     return history.operation
 
 
+def sublayers(layer):
+    """The layers `layer` tracks directly (`Layer._flatten_layers` without
+    recursion), in tracking order: how a layer's variables are keyed by
+    the sublayers that own them, not by their path strings."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:  # pragma: no cover - public fallback
+        return [
+            v for v in vars(layer).values()
+            if isinstance(v, keras.layers.Layer)
+        ]
+    return list(flatten(include_self=False, recursive=False))
+
+
 # -- Keras ops applied to tensors (operation nodes) ---------------------------
 # What `keras.ops.<function>` records in a functional graph; the pruning
 # engine registers channel rules for these classes.

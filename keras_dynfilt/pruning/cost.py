@@ -185,7 +185,15 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
                     )
             shown = [(None,) + s[1:] for s in out_shapes]
             fn = get_layer_cost(op)
-            macs = None if fn is None else fn(op, in_shapes, out_shapes)
+            if record is not None and record.rule is not None and (
+                fn == record.rule.macs  # not a `register_layer_cost` one
+            ):
+                # Internal units (attention heads) show in no shape.
+                macs = record.rule.compacted_macs(
+                    op, in_shapes, out_shapes, keep_out
+                )
+            else:
+                macs = None if fn is None else fn(op, in_shapes, out_shapes)
             if macs is not None:
                 macs = int(macs)
             elif weights:

@@ -34,6 +34,8 @@ import collections
 import keras
 import numpy as np
 
+from keras_dynfilt._keras_private import sublayers
+
 WeightAxis = collections.namedtuple("WeightAxis", ["axis", "slots", "zero"])
 WeightAxis.__doc__ = """One channel-indexed axis of a weight.
 
@@ -121,6 +123,18 @@ class ChannelRule:
         """
         return None
 
+    def compacted_macs(self, layer, input_shapes, output_shapes, keep_out):
+        """`macs` of the layer as `compact` would rebuild it.
+
+        `model_cost(..., compacted=True)` (and with `masks`) calls it with
+        the shapes' channel counts already reduced; `keep_out` holds the
+        keep masks of every slot array `propagate` returned, internal units
+        included. The default is `macs` on those shapes; a rule whose
+        internal units (attention heads, head dimensions) change its cost
+        overrides it, since no tensor shape shows them.
+        """
+        return self.macs(layer, input_shapes, output_shapes)
+
     def weights(self, layer, in_slots, out_slots):
         """Maps weight names to lists of `WeightAxis`."""
         return {}
@@ -176,26 +190,51 @@ def _variables(layer):
     """A layer's variables by unique key, in `layer.weights` order.
 
     The key is the variable's name (`"kernel"`, `"gamma"`), or, when
-    sublayers repeat a name (two convolutions inside one layer), its path
-    below the layer (`"reduce1_conv/kernel"`). Channel rules name weights
-    by these keys. Operation nodes (Keras ops applied to tensors) have no
-    variables.
+    sublayers repeat a name (two convolutions inside one layer), the names
+    of the sublayers that own it below the layer, then its name
+    (`"reduce1_conv/kernel"`). The owners are found by walking the layer's
+    sublayers (object identity), not by cutting the variable's path string
+    at the layer's name, which picks the wrong place when a sublayer has
+    the layer's name (DINOv2's `attention` layer holding a
+    `MultiHeadAttention` also named `attention`). Channel rules name
+    weights by these keys. Operation nodes (Keras ops applied to tensors)
+    have no variables.
     """
     weights = getattr(layer, "weights", None) or []
     counts = collections.Counter(v.name for v in weights)
+    owners = None
     found = {}
     for i, v in enumerate(weights):
         key = v.name
         if counts[key] > 1:
-            parts = v.path.split("/")
-            if layer.name in parts[:-1]:
-                key = "/".join(parts[parts.index(layer.name) + 1 :])
-            else:
-                key = v.path
+            if owners is None:
+                owners = _owner_keys(layer)
+            key = owners.get(id(v), v.path)
         if key in found:
             key = f"{key}#{i}"
         found[key] = v
     return found
+
+
+def _owner_keys(layer):
+    """`id(variable) -> "sub/subsub/name"` for every variable of `layer`:
+    the names of the sublayers owning it below `layer` (the first owner
+    found, depth first, where a sublayer is shared)."""
+    keys = {}
+    seen = set()
+
+    def walk(owner, prefix):
+        if id(owner) in seen:
+            return
+        seen.add(id(owner))
+        for sub in sublayers(owner):
+            walk(sub, f"{prefix}{sub.name}/")
+        for v in getattr(owner, "weights", None) or []:
+            # Sublayers' variables are keyed already: these are its own.
+            keys.setdefault(id(v), prefix + v.name)
+
+    walk(layer, "")
+    return keys
 
 
 def held_slots(ctx, shape, reason):

@@ -293,6 +293,20 @@ class MultiHeadAttentionRule(ChannelRule):
         """Projections, logits, the weighted sum and the output projection
         (plus the gate), for one sample."""
         heads, key_dim, value_dim, _ = self._sizes(layer)
+        return self._macs(
+            layer, input_shapes, output_shapes, heads, key_dim, value_dim
+        )
+
+    def compacted_macs(self, layer, input_shapes, output_shapes, keep_out):
+        """`macs` with the kept heads and head dimensions."""
+        heads, values, keys = self._internal(layer, keep_out)[:3]
+        return self._macs(
+            layer, input_shapes, output_shapes,
+            int(heads.sum()), int(keys.sum()), int(values.sum()),
+        )
+
+    def _macs(self, layer, input_shapes, output_shapes, heads, key_dim,
+              value_dim):
         q_i, v_i, k_i = _ROLES.get(layer, (0, 1, 1 if len(input_shapes) < 3
                                          else 2))
         q_shape, v_shape = input_shapes[q_i], input_shapes[v_i]
@@ -427,6 +441,24 @@ class GroupedQueryAttentionRule(MultiHeadAttentionRule):
 
     def macs(self, layer, input_shapes, output_shapes):
         query_heads, kv_heads, head_dim = self._gqa_sizes(layer)
+        return self._gqa_macs(
+            layer, input_shapes, output_shapes, query_heads, kv_heads,
+            head_dim,
+        )
+
+    def compacted_macs(self, layer, input_shapes, output_shapes, keep_out):
+        """`macs` with the kept key/value heads (and their query heads)
+        and head dimensions."""
+        query_heads, kv_heads, _ = self._gqa_sizes(layer)
+        kv = int(keep_out[-1].sum())
+        dims = int(self._internal(layer, keep_out[:-1])[1].sum())
+        return self._gqa_macs(
+            layer, input_shapes, output_shapes,
+            kv * (query_heads // kv_heads), kv, dims,
+        )
+
+    def _gqa_macs(self, layer, input_shapes, output_shapes, query_heads,
+                  kv_heads, head_dim):
         q_i, v_i, k_i = _ROLES.get(
             layer, (0, 1, 1 if len(input_shapes) < 3 else 2)
         )

@@ -1,0 +1,118 @@
+"""Transformer blocks written as custom layers, traced and pruned: the
+defects keras-hub's encoders and decoders found in the engine, each on a
+small model of this file (keras-hub itself is not needed)."""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_dynfilt.pruning import compact, filter_groups
+from keras_dynfilt.pruning.rules.base import _variables
+from tests.pruning import zoo
+
+L = keras.layers
+
+
+class NamedLikeItsAttention(L.Layer):
+    """DINOv2's pattern: a layer named `attention` holding a
+    `MultiHeadAttention` also named `attention`, so the variable paths
+    read `.../attention/attention/query/kernel`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = L.MultiHeadAttention(2, 4, name="attention")
+
+    def call(self, x):
+        return self.attention(x, x)
+
+
+def repeated_name_model():
+    inputs = keras.Input((6, 8))
+    x = L.Dense(8, name="embed")(inputs)
+    x = NamedLikeItsAttention(name="attention")(x)
+    x = L.Dense(16, activation="relu", name="fc1")(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def test_variables_are_keyed_below_the_layer_not_at_the_first_name():
+    model = repeated_name_model()
+    outer = model.get_layer("attention")
+    inner = outer.attention
+    assert inner.weights[0].path.endswith("attention/attention/query/kernel")
+    keys = list(_variables(inner))
+    assert keys[:2] == ["query/kernel", "query/bias"]
+    assert "attention_output/kernel" in keys
+    # The outer layer keys them by the sublayer that owns them.
+    assert list(_variables(outer))[0] == "attention/query/kernel"
+
+
+def test_a_sublayer_named_like_its_parent_is_pruned(tmp_path):
+    model = repeated_name_model()
+    groups = filter_groups(model, warn=False)  # was KeyError: 'query/kernel'
+    assert not groups.barriers
+    assert any(g.layers[0] == "attention/attention" for g in groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = zoo.check_four(model, tmp_path, min_groups=3)
+    assert small.get_layer("attention").get_layer("attention").num_heads < 2 \
+        or small.get_layer("attention").get_layer("attention").key_dim < 4
+
+
+def _attention_model(layer):
+    inputs = keras.Input((6, 8))
+    x = L.Dense(8, name="embed")(inputs)
+    x = layer(x, x)
+    x = L.Dense(16, activation="relu", name="fc1")(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def _mask_internal(model, name, fraction=0.5, seed=0):
+    """Masks part of every group of the attention layer `name` (heads,
+    head dimensions, outputs)."""
+    from keras_dynfilt.pruning import apply_group_mask
+
+    rng = np.random.default_rng(seed)
+    zoo.randomize(model, seed=seed)
+    masked = 0
+    for group in filter_groups(model, warn=False):
+        if group.layers != (name,):
+            continue
+        keep = np.ones(group.size, bool)
+        n = max(1, int(group.size * fraction))
+        keep[rng.permutation(group.size)[:n]] = False
+        apply_group_mask(group, keep)
+        masked += 1
+    assert masked >= 2  # heads and head dimensions at least
+    return model
+
+
+def _check_compacted_cost(model):
+    from keras_dynfilt.pruning import model_cost
+
+    priced = model_cost(model, compacted=True, warn=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = compact(model)
+    actual = model_cost(small, warn=False)
+    assert priced.macs == actual.macs
+    assert priced.params == actual.params == small.count_params()
+    assert priced.macs < model_cost(model, warn=False).macs
+    return small
+
+
+def test_masked_heads_are_priced_as_removed():
+    model = _mask_internal(_attention_model(
+        L.MultiHeadAttention(4, 4, value_dim=3, name="mha")), "mha")
+    small = _check_compacted_cost(model)
+    layer = small.get_layer("mha")
+    assert layer.num_heads == 2 and layer.value_dim < 3 and layer.key_dim < 4
+
+
+def test_masked_grouped_query_heads_are_priced_as_removed():
+    model = _mask_internal(_attention_model(
+        L.GroupQueryAttention(4, num_query_heads=4, num_key_value_heads=2,
+                              name="gqa")), "gqa")
+    small = _check_compacted_cost(model)
+    layer = small.get_layer("gqa")
+    assert layer.num_key_value_heads == 1 and layer.num_query_heads == 2
