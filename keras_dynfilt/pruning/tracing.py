@@ -46,6 +46,8 @@ import numpy as np
 from keras_dynfilt._keras_private import (
     Functional,
     graph_nodes,
+    graph_structures,
+    op_class,
     producing_operation,
     run_graph,
 )
@@ -259,6 +261,9 @@ def _symbolic_call(layer, args, kwargs, shapes=None):
     flat = keras.tree.flatten(outputs)
     if not flat or not all(isinstance(o, keras.KerasTensor) for o in flat):
         raise _refuse(layer, "an output that is not a tensor of its inputs")
+    if not all(any(o is x for x in inputs) for o in flat):
+        # Some outputs computed, some passed through: those get a node.
+        outputs = _distinct_outputs(outputs, inputs)
     try:
         sub = keras.Model(
             inputs[0] if len(inputs) == 1 else inputs, outputs,
@@ -269,7 +274,88 @@ def _symbolic_call(layer, args, kwargs, shapes=None):
     error = _check_variables(layer, sub)
     if error is not None:
         raise error
+    reshape = op_class("numpy", "Reshape")
+    if reshape is not None and any(
+        type(n.operation) is reshape and _reads_none(n.operation)
+        for n in _nodes(sub)
+    ):
+        # Run again, each such reshape fixed on its input's inferred shape.
+        def call(op, *args, **kwargs):
+            if type(op) is reshape and _reads_none(op):
+                # A new op: its config (what `compact` rebuilds) is its own.
+                return keras.ops.reshape(args[0], _batch_free_reshape(
+                    layer, op, tuple(args[0].shape)
+                ))
+            return op(*args, **kwargs)
+
+        fresh = [_input_like(x) for x in sub.inputs]
+        outputs = run_graph(sub, fresh, call)
+        sub = keras.Model(
+            fresh[0] if len(fresh) == 1 else fresh, outputs, name=layer.name
+        )
     return sub, tensors
+
+
+def _reads_none(op):
+    shape = op.newshape
+    return isinstance(shape, (list, tuple)) and any(d is None for d in shape)
+
+
+def _batch_free_reshape(layer, op, in_shape):
+    """The shape for `ops.reshape(x, (B, ...))` whose `B` was read from
+    the symbolic batch size (`ops.shape(x)[0]`, `None`): `(-1, ...)`, as
+    at run time; a `-1` already there (`(B, -1, C)`) gets its value from
+    the input's static shape. Refuses a shape it cannot write so."""
+    shape = list(op.newshape)
+    known = [d for d in shape if d is not None and d != -1]
+    if shape.count(None) == 1 and -1 not in shape:
+        shape[shape.index(None)] = -1
+    elif (
+        shape.count(None) == 1 and shape.count(-1) == 1
+        and shape[0] is None and in_shape[0] is None
+        and all(d is not None for d in in_shape[1:])
+        and _size(in_shape[1:]) % max(_size(known), 1) == 0
+    ):
+        shape[shape.index(-1)] = _size(in_shape[1:]) // _size(known)
+        shape[0] = -1
+    else:
+        raise _refuse(
+            layer,
+            f"`ops.reshape` of a {in_shape} tensor to {tuple(shape)}, a "
+            "shape read from symbolic dimensions (`None`) that no single "
+            "`-1` can stand for",
+        )
+    return tuple(shape)
+
+
+def _size(dims):
+    return int(np.prod([int(d) for d in dims], dtype=np.int64))
+
+
+def _passed_through(sub, tensors):
+    """The call's own tensors when the traced block returns its inputs
+    unchanged (keras-hub's `DropPath` at rate 0 or outside training),
+    else `None`. Such a block is left out of the graph: called as a model,
+    Keras hands back the very input tensor as the output and records the
+    call on it, so a second call of the block closes a cycle."""
+    position = {id(x): i for i, x in enumerate(sub.inputs)}
+    outputs = graph_structures(sub)[1]
+    if not all(id(o) in position for o in keras.tree.flatten(outputs)):
+        return None
+    return keras.tree.map_structure(
+        lambda o: tensors[position[id(o)]], outputs
+    )
+
+
+def _distinct_outputs(outputs, inputs):
+    """`outputs` with each one that is also an input passed through an
+    `Identity` layer: a model whose output is its input is returned as
+    the caller's own tensor by Keras (see `_passed_through`)."""
+    ids = {id(x) for x in inputs}
+    return keras.tree.map_structure(
+        lambda o: keras.layers.Identity()(o) if id(o) in ids else o,
+        outputs,
+    )
 
 
 def _tensors(args, kwargs):
@@ -340,6 +426,9 @@ class _Tracer:
                 except TypeError as e:
                     _REFUSED[id(op)] = str(e)
                     return op(*args, **kwargs)
+                passed = _passed_through(sub, tensors)
+                if passed is not None:
+                    return passed
                 return sub(tensors[0] if len(tensors) == 1 else tensors)
             return op(*args, **kwargs)
 
