@@ -4,6 +4,7 @@ presets): the zoo's four checks. Skipped where keras-hub is not installed
 
 import importlib.util
 import pathlib
+import re
 import warnings
 
 import keras
@@ -75,3 +76,37 @@ def test_mobilenet_v3_had_no_prunable_group_without_tracing():
     assert graph.ChannelGraph(model).groups == []  # untraced: all barriers
     x = np.zeros((1, 32, 32, 3), "float32")
     assert keras.ops.shape(model(x))[-1] > 0
+
+
+@pytest.mark.parametrize("name, prunable", [
+    # Was KeyError 'query/kernel': `attention` holds an MHA `attention`.
+    # Heads, head dimensions and MLP widths of both blocks; the class
+    # token embedding and the layer scales stay barriers.
+    ("DINOV2Backbone", 6),
+    # Was "drop_path ... is part of a cycle"; MixFFN widths are prunable,
+    # its reshapes by the symbolic batch size run with -1.
+    ("MiTBackbone (SegFormer encoder)", 2),
+])
+def test_keras_hub_transformer_is_pruned_exactly(name, prunable, tmp_path):
+    model = MODELS[name]()
+    groups = filter_groups(model, warn=False)
+    assert len(groups) == prunable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zoo.check_four(model, tmp_path, min_groups=prunable)
+
+
+@pytest.mark.parametrize("name, layer, construct", [
+    ("LlamaBackbone (GQA)", "LlamaTransformerDecoder",
+     r"ops\.arange\(output_length"),
+    ("GemmaBackbone (GQA)", "GemmaDecoderBlock", r"ops\.arange\(output_length"),
+    ("SwinTransformerBackbone", "SwinTransformerBlock",
+     r"ops\.shape\(windows\)\[0\] //"),
+])
+def test_keras_hub_decoder_refusals_name_layer_and_construct(
+    name, layer, construct
+):
+    groups = filter_groups(MODELS[name](), warn=False)
+    reasons = {b.class_name: str(b.reason) for b in groups.barriers}
+    assert re.search(rf"Cannot trace layer '.*' \({layer}\)", reasons[layer])
+    assert re.search(construct, reasons[layer])
