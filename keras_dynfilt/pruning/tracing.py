@@ -24,7 +24,10 @@ reason is that message):
 - state updated in `call` (`self.v.assign(...)`): a graph of the call
   would drop the update;
 - the layer's own variables used directly in `call` (`x * self.gamma`),
-  not through a sublayer: the engine could not slice them.
+  not through a sublayer: the engine could not slice them;
+- a size read from a symbolic dimension used as a number
+  (`ops.arange(seq_len)`), except `ops.reshape` by the batch size
+  (`(ops.shape(x)[0], -1, c)`), which is written with `-1` as it runs.
 
 Python branches on non-tensor arguments are fixed at trace time; `call` is
 traced with `training` left at its default (`None`), so the Keras layers
