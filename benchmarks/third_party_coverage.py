@@ -329,7 +329,15 @@ def _check(row, build, seed, fraction):
         return row
     a, b = _flat(model(x)), _flat(small(x))
     row["max_rel_diff"] = float(np.abs(a - b).max() / np.abs(a).max())
-    full, pruned = model_cost(model, warn=False), model_cost(small, warn=False)
+    # Decoders take any sequence length: priced at the one of `x`.
+    shape = [tuple(8 if d is None else d for d in t.shape[1:])
+             for t in model.inputs]
+    shape = None if shape == [tuple(t.shape[1:]) for t in model.inputs] \
+        else shape
+    full = model_cost(model, input_shape=shape, warn=False)
+    pruned = model_cost(small, input_shape=shape, warn=False)
+    priced = model_cost(model, input_shape=shape, compacted=True, warn=False)
+    row["priced_as_compacted"] = priced.macs == pruned.macs
     row.update(
         macs=full.macs, macs_pruned=pruned.macs,
         params=full.params, params_pruned=small.count_params(),

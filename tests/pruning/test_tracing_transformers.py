@@ -237,3 +237,26 @@ def test_a_block_returning_its_input_with_another_output(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         zoo.check_four(model, tmp_path)
+
+
+class RegisteredByPath(L.Layer):
+    def call(self, x):
+        return keras.ops.relu(x)
+
+
+def test_a_rule_registered_by_class_path_is_found_on_first_sight():
+    from keras_dynfilt.pruning.rules import base
+    from keras_dynfilt.pruning.rules.keras_layers import PassThrough
+    from keras_dynfilt.pruning.tracing import is_traceable
+
+    layer = RegisteredByPath()
+    assert base.get_channel_rule(layer) is None and is_traceable(layer)
+    path = f"{__name__}.RegisteredByPath"
+    rule = PassThrough()
+    base.register_by_path(path, lambda: rule)
+    try:
+        assert base.get_channel_rule(layer) is rule
+        assert not is_traceable(layer)  # a rule: never traced
+    finally:
+        del base._BY_PATH[path]
+        base._REGISTRY.pop(RegisteredByPath, None)

@@ -14,12 +14,16 @@
 - `transformers`: MultiHeadAttention (heads, head dimensions), EinsumDense,
   LayerNormalization / RMSNormalization (exact, or the inexact mode), and
   this library's ClassToken and PositionEmbedding.
+- `keras_hub`: keras-hub's Gemma and Llama decoder blocks (MLP widths,
+  Gemma's key/value heads), registered by class path (keras-hub is never
+  imported).
 
 Importing the package registers every rule (once each).
 """
 
 from keras_dynfilt.pruning.rules import (  # noqa: F401 - registers rules
     applications,
+    keras_hub,
     keras_ops,
     library_layers,
     transformers,

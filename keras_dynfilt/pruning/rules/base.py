@@ -381,9 +381,32 @@ def register_layer_cost(layer_cls, fn, *, replace=False):
     return _register(layer_cls, "macs", fn, replace, "cost formula")
 
 
+# "module.QualName" -> a function returning the rule: classes of libraries
+# that keras-dynfilt does not import (keras-hub), registered on first sight.
+_BY_PATH = {}
+
+
+def register_by_path(path, make_rule):
+    """Registers `make_rule()` for the class at `path` (`"module.Name"`)
+    the first time a layer of that class is looked up: rules for another
+    library's classes without importing that library."""
+    _BY_PATH[path] = make_rule
+
+
+def _entry(layer):
+    cls = type(layer)
+    entry = _REGISTRY.get(cls)
+    if entry is None and _BY_PATH:
+        make = _BY_PATH.get(f"{cls.__module__}.{cls.__qualname__}")
+        if make is not None:
+            register_channel_rule(cls, make())
+            entry = _REGISTRY[cls]
+    return entry
+
+
 def get_channel_rule(layer):
     """The rule registered for `type(layer)`, or `None` (a barrier)."""
-    entry = _REGISTRY.get(type(layer))
+    entry = _entry(layer)
     return None if entry is None else entry.rule
 
 
@@ -394,7 +417,7 @@ def get_layer_cost(layer):
     `register_layer_cost` when there is one, else the `macs` of the class's
     channel rule when the rule has a formula.
     """
-    entry = _REGISTRY.get(type(layer))
+    entry = _entry(layer)
     if entry is None:
         return None
     if entry.macs is not None:
