@@ -1,0 +1,163 @@
+"""`GatedDecoderBlockRule` (keras-hub's Gemma and Llama decoder blocks) on
+a small decoder block written here with Gemma's sublayer names, so that
+the rule runs where keras-hub is not installed (CI). The keras-hub models
+themselves are in test_zoo_keras_hub.py."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from keras_dynfilt.pruning import (
+    apply_group_mask,
+    compact,
+    filter_groups,
+    model_cost,
+)
+from keras_dynfilt.pruning.rules import base
+from keras_dynfilt.pruning.rules.keras_hub import GatedDecoderBlockRule
+from tests.random_weights import randomize
+
+L = keras.layers
+
+
+def rms_norm(name):
+    if hasattr(L, "RMSNormalization"):  # Keras >= 3.9
+        return L.RMSNormalization(name=name)
+    return L.LayerNormalization(rms_scaling=True, name=name)
+
+
+@keras.saving.register_keras_serializable(package="test_decoder_rule")
+class MiniAttention(L.Layer):
+    """Grouped-query attention with Gemma's kernel layouts."""
+
+    def __init__(self, num_query_heads, num_key_value_heads, head_dim,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_query_heads = num_query_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.head_dim = head_dim
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        n, k, h = self.num_query_heads, self.num_key_value_heads, self.head_dim
+        self.query = L.EinsumDense("btd,ndh->btnh", (None, n, h), name="query")
+        self.key = L.EinsumDense("btd,kdh->btkh", (None, k, h), name="key")
+        self.value = L.EinsumDense("btd,kdh->btkh", (None, k, h), name="value")
+        self.attention_output = L.EinsumDense(
+            "btnh,nhd->btd", (None, d), name="attention_output"
+        )
+        for layer in (self.query, self.key, self.value):
+            layer.build(input_shape)
+        self.attention_output.build((None, None, n, h))
+
+    def call(self, x):
+        groups = self.num_query_heads // self.num_key_value_heads
+        q = self.query(x) / math.sqrt(self.head_dim)
+        k = keras.ops.repeat(self.key(x), groups, axis=2)
+        v = keras.ops.repeat(self.value(x), groups, axis=2)
+        weights = keras.ops.softmax(keras.ops.einsum("btnh,bsnh->bnts", q, k))
+        return self.attention_output(
+            keras.ops.einsum("bnts,bsnh->btnh", weights, v)
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "num_query_heads": self.num_query_heads,
+                "num_key_value_heads": self.num_key_value_heads,
+                "head_dim": self.head_dim}
+
+
+@keras.saving.register_keras_serializable(package="test_decoder_rule")
+class MiniDecoderBlock(L.Layer):
+    """Pre-norm attention and a gated MLP, each with a residual."""
+
+    def __init__(self, intermediate_dim, num_query_heads,
+                 num_key_value_heads, head_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.num_query_heads = num_query_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.head_dim = head_dim
+        self.pre_attention_norm = rms_norm("pre_attention_norm")
+        self.attention = MiniAttention(
+            num_query_heads, num_key_value_heads, head_dim, name="attention")
+        self.pre_ffw_norm = rms_norm("pre_ffw_norm")
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        f = self.intermediate_dim // 2
+        self.pre_attention_norm.build(input_shape)
+        self.attention.build(input_shape)
+        self.pre_ffw_norm.build(input_shape)
+        self.gating_ffw = L.EinsumDense(
+            "btd,df->btf", (None, f), name="ffw_gating")
+        self.gating_ffw_2 = L.EinsumDense(
+            "btd,df->btf", (None, f), name="ffw_gating_2")
+        self.ffw_linear = L.EinsumDense(
+            "btf,fd->btd", (None, d), name="ffw_linear")
+        self.gating_ffw.build(input_shape)
+        self.gating_ffw_2.build(input_shape)
+        self.ffw_linear.build((None, None, f))
+
+    def call(self, x):
+        x = x + self.attention(self.pre_attention_norm(x))
+        h = self.pre_ffw_norm(x)
+        gated = keras.activations.gelu(self.gating_ffw(h), approximate=True)
+        return x + self.ffw_linear(gated * self.gating_ffw_2(h))
+
+    def get_config(self):
+        return {**super().get_config(),
+                "intermediate_dim": self.intermediate_dim,
+                "num_query_heads": self.num_query_heads,
+                "num_key_value_heads": self.num_key_value_heads,
+                "head_dim": self.head_dim}
+
+
+def decoder_model():
+    inputs = keras.Input((None,), dtype="int32")
+    x = L.Embedding(50, 16, name="embed")(inputs)
+    for i in range(2):
+        x = MiniDecoderBlock(32, 4, 2, 4, name=f"block{i}")(x)
+    return keras.Model(inputs, L.Dense(50, name="logits")(x))
+
+
+def test_decoder_block_rule_prunes_heads_and_mlp_widths_exactly():
+    path = f"{__name__}.MiniDecoderBlock"
+    base.register_by_path(path, lambda: GatedDecoderBlockRule(
+        "attention", 0, "ffw_gating", "ffw_gating_2", "ffw_linear",
+        intermediate=2, heads=True,
+    ))
+    try:
+        model = decoder_model()
+        randomize(model, 0)
+        groups = filter_groups(model, warn=False)
+        # Per block: 2 key/value heads (2 query heads each), 16 MLP units.
+        assert sorted(g.size for g in groups) == [2, 2, 16, 16]
+        x = np.random.default_rng(1).integers(0, 50, (3, 7)).astype("int32")
+        before = keras.ops.convert_to_numpy(model(x))
+        for group in groups:
+            keep = np.ones(group.size, bool)
+            keep[1::2] = False
+            apply_group_mask(group, keep)
+        masked = keras.ops.convert_to_numpy(model(x))
+        assert np.abs(masked - before).max() > 1e-3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            small = compact(model)
+        block = small.get_layer("block0")
+        assert (block.num_key_value_heads, block.num_query_heads) == (1, 2)
+        assert block.intermediate_dim == 16
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(small(x)), masked,
+            rtol=1e-5, atol=1e-5,
+        )
+        shape = (7,)
+        priced = model_cost(model, shape, compacted=True, warn=False)
+        actual = model_cost(small, shape, warn=False)
+        assert priced.complete and actual.complete
+        assert priced.macs == actual.macs
+        assert actual.macs < model_cost(model, shape, warn=False).macs
+    finally:
+        del base._BY_PATH[path]
+        base._REGISTRY.pop(MiniDecoderBlock, None)
