@@ -161,3 +161,80 @@ def test_decoder_block_rule_prunes_heads_and_mlp_widths_exactly():
     finally:
         del base._BY_PATH[path]
         base._REGISTRY.pop(MiniDecoderBlock, None)
+
+
+@keras.saving.register_keras_serializable(package="test_decoder_rule")
+class MiniMlp(L.Layer):
+    def __init__(self, hidden, out, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out = hidden, out
+        self.fc1 = L.Dense(hidden, name="fc1")
+        self.fc2 = L.Dense(out, name="fc2")
+
+    def call(self, x):
+        return self.fc2(keras.activations.gelu(self.fc1(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "out": self.out}
+
+
+@keras.saving.register_keras_serializable(package="test_decoder_rule")
+class MiniSwinBlock(L.Layer):
+    """Swin's block layout: its MLP width is `int(dim * mlp_ratio)`."""
+
+    def __init__(self, dim, mlp_ratio, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.mlp_ratio = dim, mlp_ratio
+        self.norm1 = L.LayerNormalization(name="norm1")
+        self.attn = L.MultiHeadAttention(2, dim // 2, name="attn")
+        self.norm2 = L.LayerNormalization(name="norm2")
+        self.mlp = MiniMlp(int(dim * mlp_ratio), dim, name="mlp")
+
+    def call(self, x):
+        h = self.norm1(x)
+        x = x + self.attn(h, h)
+        return x + self.mlp(self.norm2(x))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim,
+                "mlp_ratio": self.mlp_ratio}
+
+
+def test_residual_mlp_block_rule_prunes_mlp_widths_exactly():
+    from keras_dynfilt.pruning.rules.keras_hub import (
+        ResidualMLPBlockRule,
+        _swin_width,
+    )
+
+    path = f"{__name__}.MiniSwinBlock"
+    base.register_by_path(path, lambda: ResidualMLPBlockRule(
+        "mlp/fc1", "mlp/fc2", _swin_width))
+    try:
+        inputs = keras.Input((6, 12))
+        x = L.Dense(12, name="embed")(inputs)
+        x = MiniSwinBlock(12, 3.0, name="block")(x)
+        model = keras.Model(inputs, L.Dense(3, name="head")(x))
+        randomize(model, 0)
+        (group,) = filter_groups(model, warn=False)
+        assert group.size == 36
+        x = np.random.default_rng(1).normal(size=(3, 6, 12))
+        x = x.astype("float32")
+        before = keras.ops.convert_to_numpy(model(x))
+        keep = np.ones(36, bool)
+        keep[::3] = False  # 24 kept: 12 * (24.5 / 12) must give 24
+        apply_group_mask(group, keep)
+        masked = keras.ops.convert_to_numpy(model(x))
+        assert np.abs(masked - before).max() > 1e-3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            small = compact(model)
+        assert small.get_layer("block").mlp.fc1.units == 24
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(small(x)), masked,
+            rtol=1e-5, atol=1e-5,
+        )
+        priced = model_cost(model, compacted=True, warn=False)
+        assert priced.macs == model_cost(small, warn=False).macs
+    finally:
+        del base._BY_PATH[path]
+        base._REGISTRY.pop(MiniSwinBlock, None)

@@ -209,6 +209,89 @@ class GatedDecoderBlockRule(ChannelRule):
         return total
 
 
+class ResidualMLPBlockRule(ChannelRule):
+    """A keras-hub transformer block whose MLP widths are its only units
+    (Swin's `SwinTransformerBlock`: its heads set its head width, `dim //
+    num_heads`, so they stay fixed). The residual stream is held (the block
+    normalises it); MLP unit `f` is column `f` of the up projection (and
+    its bias: `act(0) = 0` for GELU) and row `f` of the down projection.
+
+    Args:
+        up, down: Names (keys below the block) of the MLP's two layers.
+        width_config: `fn(config, kept)`, the block's config with `kept`
+            MLP units.
+    """
+
+    elementwise = True
+    needs_input_slots = False
+
+    def __init__(self, up, down, width_config):
+        self.up, self.down = up, down
+        self.width_config = width_config
+
+    def _width(self, layer):
+        return _variables(layer)[f"{self.up}/kernel"].shape[-1]
+
+    def propagate(self, ctx, layer, inputs, output_shapes):
+        stream = inputs[0].slots
+        if stream is None:
+            stream = held_slots(ctx, output_shapes[0], _HELD)
+        if stream is None or len(inputs) != 1:
+            return ctx.barrier(
+                layer, inputs, output_shapes, "not one input with channels"
+            )
+        ctx.fix(stream, _HELD)
+        return [stream, ctx.new_filters(layer, self._width(layer))]
+
+    def weights(self, layer, in_slots, out_slots):
+        mlp = out_slots[-1]
+        found = {
+            f"{self.up}/kernel": [WeightAxis(-1, mlp, True)],
+            f"{self.down}/kernel": [WeightAxis(0, mlp, False)],
+        }
+        if f"{self.up}/bias" in _variables(layer):
+            found[f"{self.up}/bias"] = [WeightAxis(-1, mlp, True)]
+        return found
+
+    def compact_config(self, layer, config, keep_in, keep_out):
+        return self.width_config(config, int(keep_out[-1].sum()))
+
+    def filter_kernel(self, layer):
+        return (f"{self.up}/kernel", 1)
+
+    def macs(self, layer, input_shapes, output_shapes):
+        return self._macs(layer, input_shapes, self._width(layer))
+
+    def compacted_macs(self, layer, input_shapes, output_shapes, keep_out):
+        return self._macs(layer, input_shapes, int(keep_out[-1].sum()))
+
+    def _macs(self, layer, input_shapes, width):
+        """Every kernel applied to every token (the attention's own
+        projections included), the MLP at `width`, and each token attending
+        to the tokens of its window."""
+        shape = input_shapes[0]
+        if any(d is None for d in shape[1:]):
+            return None
+        tokens, dim = _prod(shape[1:-1]), shape[-1]
+        total = 0
+        for key, v in _variables(layer).items():
+            if key.endswith("/kernel") and key not in (
+                f"{self.up}/kernel", f"{self.down}/kernel",
+            ):
+                total += tokens * _prod(v.shape)
+        total += 2 * tokens * dim * width
+        window = getattr(layer, "window_size", None) or 1
+        total += 2 * tokens * window * window * dim  # logits, weighted sum
+        norms = sum(k.endswith("/gamma") for k in _variables(layer))
+        return total + norms * tokens * dim
+
+
+def _swin_width(config, kept):
+    # `int(dim * mlp_ratio)` must come out `kept`: half a unit above it,
+    # so that no rounding of the ratio truncates it to `kept - 1`.
+    return {**config, "mlp_ratio": (kept + 0.5) / config["dim"]}
+
+
 def _register():
     register_by_path(
         "keras_hub.src.models.gemma.gemma_decoder_block.GemmaDecoderBlock",
@@ -224,6 +307,11 @@ def _register():
             "feedforward_intermediate_dense", "feedforward_output_dense",
             intermediate=1, heads=False,
         ),
+    )
+    register_by_path(
+        "keras_hub.src.models.swin_transformer.swin_transformer_layers."
+        "SwinTransformerBlock",
+        lambda: ResidualMLPBlockRule("mlp/fc1", "mlp/fc2", _swin_width),
     )
 
 
