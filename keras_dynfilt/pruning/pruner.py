@@ -15,7 +15,7 @@ from keras_dynfilt._validation import (
 )
 from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
-from keras_dynfilt.pruning.cost import model_cost
+from keras_dynfilt.pruning.cost import _MaskPricer, model_cost
 from keras_dynfilt.pruning.graph import filter_groups
 from keras_dynfilt.pruning.masking import apply_group_mask
 from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
@@ -274,6 +274,8 @@ class Pruner:
         self._plan = self._select(groups)
         self._target = self._absolute_target()
         self._step = 0
+        self._pricer = None
+        self._orders = None
         self._history = []
         self._seconds = time.perf_counter() - start
 
@@ -423,27 +425,46 @@ class Pruner:
     # -- one step -------------------------------------------------------------
     def _masks(self, groups, scores, counts):
         """Keep masks of the CURRENT groups for the total counts."""
-        masks = {}
-        for group, s in zip(groups, scores):
-            entry = self._plan[_key(group)]
-            now = max(counts[_key(group)] - entry["pruned"], 0)
-            now = min(now, group.size - 1)
-            masks[group] = C.lowest(s, now)
-        return masks
+        return {
+            group: C.lowest(s, self._now(group, counts))
+            for group, s in zip(groups, scores)
+        }
+
+    def _price(self, groups, scores, counts):
+        """The target's measure (MACs or params) of the model `counts`
+        leave: the step's `_MaskPricer` (the model walked once, each
+        candidate priced from the kept channel counts), or `model_cost(
+        masks=...)` where the pricer disagreed with it."""
+        index = 0 if self._target["kind"] == "macs" else 1
+        if self._pricer is None:
+            return _price(
+                self.model, self._masks(groups, scores, counts),
+                self.input_shape,
+            )[index]
+        removed = [
+            group._roots[order[: self._now(group, counts)]]
+            for group, order in zip(groups, self._orders)
+        ]
+        lookup = self._pricer.removed(
+            np.concatenate(removed) if removed else np.zeros(0, np.int64)
+        )
+        return self._pricer.price(lookup)[index]
+
+    def _now(self, group, counts):
+        """Units of the CURRENT group removed for the total counts."""
+        entry = self._plan[_key(group)]
+        now = max(counts[_key(group)] - entry["pruned"], 0)
+        return min(now, group.size - 1)
 
     def _search(self, family, size, target, groups, scores):
         """Smallest family parameter in [0, size] whose cost <= target."""
-        index = 0 if self._target["kind"] == "macs" else 1
         cache = {}
 
         def cost(i):
             counts = family(i)
             key = tuple(sorted(counts.items()))
             if key not in cache:
-                cache[key] = _price(
-                    self.model, self._masks(groups, scores, counts),
-                    self.input_shape,
-                )[index]
+                cache[key] = self._price(groups, scores, counts)
             return cache[key]
 
         if cost(size) > target:
@@ -572,17 +593,13 @@ class Pruner:
         at a time, the most important removed unit first, brings the cost
         up to the target from below.
         """
-        index = 0 if self._target["kind"] == "macs" else 1
         block = self.round_to or 1
         normalized = dict(zip(
             (_key(g) for g in groups), C.normalize(scores, self.criterion)
         ))
 
         def price(counts):
-            return _price(
-                self.model, self._masks(groups, scores, counts),
-                self.input_shape,
-            )[index]
+            return self._price(groups, scores, counts)
 
         if price(counts) >= target * (1 - TOLERANCE / 2):
             return counts  # close enough: spare the pricing of every group
@@ -601,6 +618,30 @@ class Pruner:
                     break
             else:
                 return counts
+
+    def _plan_counts(self, groups, scores, fraction):
+        """`_plan_step` priced by a `_MaskPricer`, checked once against
+        `model_cost(masks=...)`; on a disagreement (a layer whose cost
+        the pricer cannot follow) the plan is searched again with
+        `model_cost` pricing every candidate."""
+        self._pricer = None
+        if self._target["kind"] == "ratio" or not groups:
+            return self._plan_step(groups, scores, fraction)
+        self._pricer = _MaskPricer(groups[0].graph, self.input_shape)
+        self._orders = [np.argsort(s, kind="stable") for s in scores]
+        counts = self._plan_step(groups, scores, fraction)
+        fast = self._price(groups, scores, counts)
+        self._pricer = None
+        if fast == self._price(groups, scores, counts):
+            return counts
+        warnings.warn(
+            "prune: the fast pricing of masks disagreed with `model_cost`; "
+            "searching again with `model_cost` (slower). Please report "
+            "this model.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return self._plan_step(groups, scores, fraction)
 
     def _finetune(self, model):
         finetune = self.finetune
@@ -645,7 +686,7 @@ class Pruner:
             groups, self.criterion, data=self.data,
             batch_size=self.batch_size, batches=self.batches, seed=self.seed,
         )
-        counts = self._plan_step(groups, scores, fraction)
+        counts = self._plan_counts(groups, scores, fraction)
         masks = self._masks(groups, scores, counts)
         for group, keep in masks.items():
             apply_group_mask(group, keep)

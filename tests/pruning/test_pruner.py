@@ -325,3 +325,46 @@ def test_model_cost_with_masks_prices_the_compacted_model():
         model_cost(model, compacted=True, masks=masks)
     with pytest.raises(TypeError, match="`masks` must be a dict"):
         model_cost(model, masks=[1])
+
+
+def _slow_pricing(monkeypatch):
+    """Every candidate priced by `model_cost(masks=...)` (the pricing
+    before the step's `_MaskPricer`)."""
+    from keras_dynfilt.pruning import pruner as pruner_module
+
+    monkeypatch.setattr(
+        pruner_module.Pruner, "_plan_counts",
+        lambda self, groups, scores, fraction: self._plan_step(
+            groups, scores, fraction),
+    )
+
+
+# Few coarse groups: the 1% fit may be missed (warned), alike both ways.
+@pytest.mark.filterwarnings("ignore:prune reached")
+@pytest.mark.parametrize("scope", ["local", "global"])
+@pytest.mark.parametrize("round_to", [None, 4])
+def test_fast_pricing_plans_what_model_cost_pricing_plans(
+    monkeypatch, scope, round_to
+):
+    kwargs = dict(target_macs=0.45, scope=scope, round_to=round_to)
+    _, fast = prune(skewed(conv_model()), **kwargs)
+    _slow_pricing(monkeypatch)
+    _, slow = prune(skewed(conv_model()), **kwargs)
+    assert widths(fast) == widths(slow)
+    assert (fast.macs_after, fast.params_after) == (
+        slow.macs_after, slow.params_after)
+
+
+def test_fast_pricing_falls_back_when_it_disagrees(monkeypatch):
+    from keras_dynfilt.pruning.cost import _MaskPricer
+
+    _, expected = prune(mlp(), target_params=0.5, scope="global")
+    real = _MaskPricer.price
+    monkeypatch.setattr(
+        _MaskPricer, "price",
+        lambda self, removed: tuple(v + 7 for v in real(self, removed)),
+    )
+    with pytest.warns(UserWarning, match="disagreed with `model_cost`"):
+        _, report = prune(mlp(), target_params=0.5, scope="global")
+    assert widths(report) == widths(expected)
+    assert report.params_after == expected.params_after
