@@ -54,6 +54,24 @@ def _price(model, masks, input_shape=None):
     return cost.macs, cost.params
 
 
+def _layer_costs(cost):
+    """`{layer path: [macs, params]}` of a `ModelCost`, every call of a
+    shared layer summed (`macs` None where a layer has no formula)."""
+    table = {}
+    for c in cost.layers:
+        macs, params = table.get(c.name, (0, 0))
+        macs = None if macs is None or c.macs is None else macs + c.macs
+        table[c.name] = (macs, params + c.params)
+    return table
+
+
+def _sum_of(layers, table, index):
+    values = [table[p][index] for p in layers if p in table]
+    if len(values) < len(layers) or any(v is None for v in values):
+        return None
+    return int(sum(values))
+
+
 class Pruner:
     """Prunes a trained model to a ratio or a MACs / params target.
 
@@ -270,6 +288,8 @@ class Pruner:
                 + full._unknown_text()
             )
         self.macs_before, self.params_before = full.macs, full.params
+        self._layers_before = _layer_costs(full)
+        self._layers_after = self._layers_before
         groups = self._groups(model)
         self._plan = self._select(groups)
         self._target = self._absolute_target()
@@ -700,6 +720,7 @@ class Pruner:
             self._plan[_key(group)]["pruned"] += int((~keep).sum())
         self.model = self._compile(small)
         cost = model_cost(self.model, self.input_shape, warn=False)
+        self._layers_after = _layer_costs(cost)
         step_target = None
         if self._target["kind"] != "ratio":
             full = self._target["full"]
@@ -744,6 +765,25 @@ class Pruner:
             self.step()
         return self.model, self.report
 
+    def _group_changes(self):
+        """`GroupChange`s with the MACs / params of each group's producer
+        layers (a layer producing several groups counts in the first)."""
+        changes, counted = [], set()
+        for e in self._plan.values():
+            layers = [p for p in e["layers"] if p not in counted]
+            counted.update(layers)
+            figures = [
+                _sum_of(layers, table, i)
+                for table in (self._layers_before, self._layers_after)
+                for i in (0, 1)
+            ]
+            changes.append(GroupChange(
+                e["name"], e["layers"], e["size"], e["size"] - e["pruned"],
+                macs_before=figures[0], params_before=figures[1],
+                macs_after=figures[2], params_after=figures[3],
+            ))
+        return changes
+
     @property
     def report(self):
         """The `PruningReport` of the steps run so far."""
@@ -764,11 +804,7 @@ class Pruner:
         return PruningReport(
             criterion=name,
             scope=self.scope,
-            groups=[
-                GroupChange(e["name"], e["layers"], e["size"],
-                            e["size"] - e["pruned"])
-                for e in self._plan.values()
-            ],
+            groups=self._group_changes(),
             macs_before=self.macs_before,
             macs_after=last["macs"],
             params_before=self.params_before,

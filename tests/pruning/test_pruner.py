@@ -368,3 +368,41 @@ def test_fast_pricing_falls_back_when_it_disagrees(monkeypatch):
         _, report = prune(mlp(), target_params=0.5, scope="global")
     assert widths(report) == widths(expected)
     assert report.params_after == expected.params_after
+
+
+def test_report_per_group_macs_and_params():
+    model = skewed(conv_model())
+    before = model_cost(model)
+    small, report = prune(model, target_macs=0.5, scope="global")
+    after = model_cost(small)
+    by_layer = {g.layers[0]: g for g in report.groups}
+    ka, kb, kd = (by_layer[n].after for n in ("a", "b", "d"))
+    assert kb < 24 and kd < 12  # the check below covers pruned groups
+    # By hand (8x8 outputs, "same" padding): a 3x3 conv of 3 -> ka, the
+    # coupled b (3x3) and c (1x1) of ka -> kb, d (3x3) of kb -> kd.
+    expected = {
+        "a": (64 * 27 * ka, 28 * ka),
+        "b": (64 * 10 * ka * kb, (9 * ka + 1) * kb + (ka + 1) * kb),
+        "d": (64 * 9 * kb * kd, (9 * kb + 1) * kd),
+    }
+    for name, (macs, params) in expected.items():
+        g = by_layer[name]
+        assert (g.macs_after, g.params_after) == (macs, params), name
+    assert (by_layer["a"].macs_before, by_layer["d"].params_before) == (
+        64 * 27 * 16, (9 * 24 + 1) * 12)
+    # The groups and the other layers add up to model_cost's totals, before
+    # (the original model) and after (the compacted one).
+    producers = {p for g in report.groups for p in g.layers}
+    for cost, macs, params, total in (
+        (before, "macs_before", "params_before", report.macs_before),
+        (after, "macs_after", "params_after", report.macs_after),
+    ):
+        rest = [c for c in cost.layers if c.name not in producers]
+        assert sum(getattr(g, macs) for g in report.groups) + sum(
+            c.macs for c in rest) == total == cost.macs
+        assert sum(getattr(g, params) for g in report.groups) + sum(
+            c.params for c in rest) == cost.params
+    table = report.table()
+    assert "MACs after" in table and f"{by_layer['d'].macs_after:,}" in table
+    assert report.as_dict()["groups"][0]["macs_after"] == (
+        report.groups[0].macs_after)
