@@ -38,6 +38,7 @@ a MACs target), in the same run and under the same load.
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -236,7 +237,9 @@ def torch_worker(args):
         out[method] = row
     out["versions"] = {
         "torch": torch.__version__,
-        "torch_pruning": getattr(tp, "__version__", None),
+        # The distribution's version (1.6.1's module still says 1.6.0).
+        "torch_pruning": importlib.metadata.version("torch-pruning"),
+        "torch_pruning_module": getattr(tp, "__version__", None),
     }
     json.dump(out, sys.stdout)
 
