@@ -406,3 +406,24 @@ def test_report_per_group_macs_and_params():
     assert "MACs after" in table and f"{by_layer['d'].macs_after:,}" in table
     assert report.as_dict()["groups"][0]["macs_after"] == (
         report.groups[0].macs_after)
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_target_search_walks_the_model_a_fixed_number_of_times(
+    monkeypatch, scope
+):
+    """Candidates are priced by the step's pricer: `model_cost` runs for
+    the full model, the final check and the compacted model only, however
+    many candidates the search tries."""
+    from keras_dynfilt.pruning import pruner as pruner_module
+
+    calls = []
+    real = pruner_module.model_cost
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("masks") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pruner_module, "model_cost", counting)
+    prune(mlp(), target_macs=0.5, scope=scope)
+    assert calls == [False, True, False]
