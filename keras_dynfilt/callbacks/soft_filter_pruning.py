@@ -19,7 +19,7 @@ from keras_dynfilt.pruning import criteria
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import model_cost
 from keras_dynfilt.pruning.criteria import pruned_count
-from keras_dynfilt.pruning.masking import apply_group_mask, assign_unit_mask
+from keras_dynfilt.pruning.masking import apply_group_masks, assign_unit_mask
 
 #: The criteria SoftFilterPruning accepts by name (those that need no data).
 CRITERIA = tuple(c for c in criteria.NAMES if c not in criteria.NEEDS_DATA)
@@ -233,10 +233,10 @@ class SoftFilterPruning(keras.callbacks.Callback):
         masks = _sfp_masks.rank(
             groups, self._targets(sparsity), self.criterion
         )
-        for group, keep in zip(groups, masks):
-            if final:
-                apply_group_mask(group, keep)
-            else:
+        if final:  # one assignment per weight, all groups together
+            apply_group_masks(dict(zip(groups, masks)))
+        else:
+            for group, keep in zip(groups, masks):
                 if group not in self._soft:
                     self._soft[group] = _sfp_masks.soft_targets(group)
                 assign_unit_mask(self._soft[group], keep)
@@ -335,8 +335,9 @@ class SoftFilterPruning(keras.callbacks.Callback):
     def _hold(self):
         """Re-applies the final mask (the optimizer may have moved it)."""
         self._sync_jax()
-        for (group, _), keep in zip(self.groups, self.masks):
-            apply_group_mask(group, keep)
+        apply_group_masks(
+            {group: keep for (group, _), keep in zip(self.groups, self.masks)}
+        )
 
     # -- callback hooks -----------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -474,8 +475,8 @@ class SoftFilterPruning(keras.callbacks.Callback):
                 "`compact_model()` needs the masks of a `fit` run with this "
                 "callback; none has run yet."
             )
-        masks = {}
-        for (group, _), keep in zip(self.groups, self.masks):
-            apply_group_mask(group, keep)
-            masks[group] = keep
+        masks = {
+            group: keep for (group, _), keep in zip(self.groups, self.masks)
+        }
+        apply_group_masks(masks)
         return compact(self.model, masks)

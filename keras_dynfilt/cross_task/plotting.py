@@ -1,5 +1,6 @@
 """Plots of characteristic curves (paper 001, Figs. 7-8)."""
 
+from keras_dynfilt._plotting import pyplot_or_warn
 from keras_dynfilt.cross_task.knee import KneePoint
 
 
@@ -16,23 +17,16 @@ def plot_characteristic_curves(curves, path, knees=None, title=None):
         title: Optional figure title.
 
     Returns:
-        `path`.
+        `path`, or `None` when matplotlib (the `plot` extra) is not
+        installed: a `UserWarning` then names the file not written.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError(
-            "`plot_characteristic_curves` needs matplotlib: "
-            "`pip install 'keras-dynfilt[plot]'` (or `pip install "
-            "matplotlib`)."
-        ) from error
     if not isinstance(curves, dict) or not curves:
         raise ValueError(
             "`curves` must be a non-empty dict `{layer: "
             f"CharacteristicCurve}}`. Received: {curves!r}")
+    plt = pyplot_or_warn(path, stacklevel=2)
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = "ovs^D*"
     for name, curve in curves.items():

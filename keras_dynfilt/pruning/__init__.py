@@ -23,7 +23,7 @@ from keras_dynfilt.pruning.graph import (
     filter_groups,
 )
 from keras_dynfilt.pruning.latency import inference_latency
-from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.masking import apply_group_mask, apply_group_masks
 from keras_dynfilt.pruning.pruner import Pruner, prune
 from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 from keras_dynfilt.pruning.rules.base import (
@@ -54,6 +54,7 @@ __all__ = [
     "WeightAxis",
     "analyze",
     "apply_group_mask",
+    "apply_group_masks",
     "compact",
     "criteria",
     "filter_groups",

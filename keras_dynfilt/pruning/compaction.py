@@ -31,21 +31,10 @@ def _removed_from_masks(graph, masks):
             f"boolean keep arrays. Received: masks of type "
             f"{type(masks).__name__}"
         )
-    wanted = {}  # root -> (keep, where)
-    atom_root = {}
-    for slot, atom in graph._atoms.items():
-        atom_root[atom] = int(graph.roots[slot])
-    prunable = set(int(r) for r in graph.prunable_roots)
-    counts = collections.Counter(path for path, _ in atom_root)
-
-    def request(root, keep, where):
-        if root in wanted and wanted[root][0] != keep:
-            raise ValueError(
-                f"`masks` disagree on coupled filters: {where} and "
-                f"{wanted[root][1]} must be kept or removed together."
-            )
-        wanted[root] = (keep, where)
-
+    # One (roots, keep) array pair per key, checked together with NumPy:
+    # a Python call per unit made pricing a mask cost more than the walk.
+    roots, keeps, sources = [], [], []
+    index = None
     for key, keep in masks.items():
         keep = np.asarray(keep)
         if isinstance(key, FilterGroup):
@@ -58,34 +47,74 @@ def _removed_from_masks(graph, masks):
                     f"`masks[{key.name!r}]` must have shape ({key.size},). "
                     f"Received: shape {keep.shape}"
                 )
-            for root, k, unit in zip(key._roots, keep, key.units):
-                request(int(root), bool(k), f"unit {unit}")
+            roots.append(np.asarray(key._roots, np.int64))
+            keeps.append(keep.astype(bool))
+            sources.append(lambda i, key=key: f"unit {key.units[i]}")
             continue
+        if index is None:
+            index = _atom_index(graph)
+        atom_roots, prunable = index
         if key not in graph.layers:
             raise ValueError(
                 f"`masks` names layer {key!r}, which is not a layer of the "
                 f"model. Layers: {sorted(graph.layers)}"
             )
-        count = counts[key]
-        if count == 0:
+        layer_roots = atom_roots.get(key)
+        if layer_roots is None:
             raise ValueError(
                 f"`masks` names layer {key!r}, which has no prunable filters."
             )
-        if keep.shape != (count,):
+        if keep.shape != (len(layer_roots),):
             raise ValueError(
-                f"`masks[{key!r}]` must have shape ({count},). "
+                f"`masks[{key!r}]` must have shape ({len(layer_roots)},). "
                 f"Received: shape {keep.shape}"
             )
-        for i, k in enumerate(keep):
-            root = atom_root[(key, i)]
-            if not k and root not in prunable:
-                raise ValueError(
-                    f"Filter {i} of layer {key!r} cannot be removed: "
-                    f"{graph.fixed.get(root, 'it is not prunable')}."
-                )
-            request(root, bool(k), f"filter {i} of {key!r}")
-    return np.array(
-        sorted(r for r, (k, _) in wanted.items() if not k), np.int64
+        keep = keep.astype(bool)
+        fixed = ~keep & ~np.isin(layer_roots, prunable)
+        if fixed.any():
+            i = int(np.flatnonzero(fixed)[0])
+            raise ValueError(
+                f"Filter {i} of layer {key!r} cannot be removed: "
+                f"{graph.fixed.get(int(layer_roots[i]), 'it is not prunable')}."
+            )
+        roots.append(layer_roots)
+        keeps.append(keep)
+        sources.append(lambda i, key=key: f"filter {i} of {key!r}")
+    if not roots:
+        return np.zeros(0, np.int64)
+    all_roots = np.concatenate(roots)
+    all_keeps = np.concatenate(keeps)
+    removed = np.unique(all_roots[~all_keeps])
+    kept = np.unique(all_roots[all_keeps])
+    clash = np.intersect1d(removed, kept)
+    if clash.size:
+        _raise_clash(int(clash[0]), roots, keeps, sources)
+    return removed
+
+
+def _atom_index(graph):
+    """Layer path -> roots of its filters in order, and the prunable roots."""
+    per_layer = collections.defaultdict(dict)
+    for slot, (path, i) in graph._atoms.items():
+        per_layer[path][i] = int(graph.roots[slot])
+    atom_roots = {
+        path: np.array([by_index[i] for i in sorted(by_index)], np.int64)
+        for path, by_index in per_layer.items()
+    }
+    return atom_roots, np.asarray(graph.prunable_roots, np.int64)
+
+
+def _raise_clash(root, roots, keeps, sources):
+    seen = []
+    for r, k, where in zip(roots, keeps, sources):
+        for i in np.flatnonzero(r == root):
+            seen.append((bool(k[i]), where(int(i))))
+    first = seen[0]
+    other = next(s for s in seen if s[0] != first[0])
+    # Name the later mask first, as the check did when it ran unit by unit.
+    raise ValueError(
+        f"`masks` disagree on coupled filters: {other[1]} and "
+        f"{first[1]} must be kept or removed together."
     )
 
 

@@ -282,6 +282,7 @@ class ChannelGraph(RuleContext):
         self.records = {}
         self._path = ()
         self._zero_targets = None  # masking's targets, by group
+        self._axis_roots = None  # masking's weights and their roots
         self._graphs = []  # (model, its graph) of every graph model walked
         graph = graph_of(model)
         inputs = [

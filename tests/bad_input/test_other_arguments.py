@@ -14,6 +14,7 @@ from keras_dynfilt.callbacks import (
 from keras_dynfilt.optimizers import LearningRateMultiplier, set_lr_multiplier
 from keras_dynfilt.pruning import (
     apply_group_mask,
+    apply_group_masks,
     compact,
     filter_groups,
     model_cost,
@@ -141,6 +142,15 @@ def test_apply_group_mask_bad_input(model):
                    "groups": filter_groups(model)}},
         keep=np.ones(8, bool),
     )
+
+
+def test_apply_group_masks_bad_input(model):
+    group = filter_groups(model)[0]
+    masks = {f"group_{k}": {group: v} for k, v in _masks().items()}
+    masks["not_a_dict"] = [np.ones(8, bool)]
+    masks["layer_name_key"] = {"a": np.ones(8, bool)}
+    masks["layer_key"] = {model.layers[1]: np.ones(8, bool)}
+    check_table(apply_group_masks, {"masks": masks})
 
 
 def test_compact_bad_masks(model):

@@ -140,3 +140,17 @@ def test_plot_characteristic_curves(tmp_path, curve):
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="non-empty dict"):
         cross_task.plot_characteristic_curves({}, tmp_path / "x.png")
+
+
+def test_plot_characteristic_curves_without_matplotlib_warns(
+    tmp_path, monkeypatch, curve
+):
+    # `None` in sys.modules makes `import matplotlib` raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    path = tmp_path / "curves.png"
+    written = r"curves\.png is not written.*\[plot\]"
+    with pytest.warns(UserWarning, match=written):
+        assert cross_task.plot_characteristic_curves(
+            {"layer": curve}, path
+        ) is None
+    assert not path.exists()

@@ -122,6 +122,22 @@ def shared_layer_model():
     return keras.Model([left, right], L.Dense(2, name="head")(x), name="shr")
 
 
+def dense_block_model(layers=4, growth=3):
+    """A DenseNet block: every layer reads (BN, ReLU) the concatenation of
+    all earlier outputs, so one BatchNormalization's gamma and beta hold
+    channels of many groups."""
+    inputs = keras.Input((6, 6, 2))
+    x = L.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    for i in range(layers):
+        h = L.BatchNormalization(name=f"bn{i}")(x)
+        h = L.ReLU(name=f"relu{i}")(h)
+        h = L.Conv2D(growth, 3, padding="same", name=f"conv{i}")(h)
+        x = L.Concatenate(name=f"cat{i}")([x, h])
+    x = L.BatchNormalization(name="bn_out")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x), name="dense_block")
+
+
 def option_a_resnet():
     return resnet_cifar(8, num_classes=3, input_shape=(8, 8, 3))
 
@@ -136,6 +152,7 @@ BUILDERS = {
     "sequential": sequential_model,
     "shared": shared_layer_model,
     "resnet_a": option_a_resnet,
+    "dense_block": dense_block_model,
 }
 
 

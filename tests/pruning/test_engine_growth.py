@@ -12,6 +12,15 @@ group); after them every stage grows x3.6-x4.5.
 `benchmarks/engine_scale.py` measures the absolute speed, as ratios to
 `keras.models.clone_model`, on keras.applications.
 
+Masking every group at once (`apply_group_masks`) is checked apart on a
+DenseNet-like stack, where one BatchNormalization after the concatenation
+holds channels of every earlier group: a group's weights grow with the
+stack, so masking group by group is quadratic there by nature (each call
+rewrites every weight its group touches); the batched call must stay
+linear (one assignment per weight): x4.2-x4.9 from 32 to 128 layers on
+this machine, where a call per group instead grew x17.7 (0.56 s to 9.9
+s) and fails the test.
+
 `compact` is timed without Keras's own rebuild of the model (its
 `deserialize_keras_object`, linear and as slow as `clone_model`): at test
 sizes it would drown a quadratic step of the engine's own.
@@ -107,6 +116,59 @@ def best_times(model, rebuild):
         finally:
             gc.enable()
     return {stage: min(r[stage] for r in runs) for stage in runs[0]}
+
+
+def dense_stack(layers, growth=2):
+    """A DenseNet block of `layers` layers on vectors: each reads (BN,
+    ReLU) the concatenation of all earlier outputs. Narrow, so that the
+    weights (whose size grows with the square of the length, as in a
+    DenseNet block) weigh little next to the work per weight."""
+    inputs = keras.Input((WIDTH,))
+    x = L.Dense(growth)(inputs)
+    for _ in range(layers):
+        h = L.BatchNormalization()(x)
+        h = L.ReLU()(h)
+        h = L.Dense(growth)(h)
+        x = L.Concatenate()([x, h])
+    x = L.BatchNormalization()(x)
+    return keras.Model(inputs, L.Dense(4)(x))
+
+
+def mask_every_group_time(model):
+    """The least CPU time of `REPEATS` `apply_group_masks` calls on every
+    group of `model` (a fresh analysis each: the targets are computed
+    anew), the cyclic collector paused while timing."""
+    best = None
+    for _ in range(REPEATS):
+        groups = pruning.filter_groups(model, warn=False)
+        masks = {g: np.arange(g.size) != 0 for g in groups}
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.process_time()
+            pruning.apply_group_masks(masks)
+            seconds = time.process_time() - start
+        finally:
+            gc.enable()
+        best = seconds if best is None else min(best, seconds)
+    return best
+
+
+# On JAX each of the large stack's ~500 weight shapes compiles its own
+# `where` once (minutes); the engine's work per weight is the same there.
+@pytest.mark.tensorflow
+@pytest.mark.slow
+def test_masking_every_group_grows_linearly_on_a_concatenation_stack():
+    layers = 2 * BLOCKS
+    small, large = dense_stack(layers), dense_stack(4 * layers)
+    mask_every_group_time(small)  # warm-up: first calls trace and compile
+    base = mask_every_group_time(small)
+    grown = mask_every_group_time(large)
+    assert grown / base < MAX_RATIO, (
+        "apply_group_masks on every group grows faster than linearly from "
+        f"{layers} to {4 * layers} concatenated layers: {base:.3f}s -> "
+        f"{grown:.3f}s (x{grown / base:.1f})"
+    )
 
 
 @pytest.mark.slow

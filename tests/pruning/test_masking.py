@@ -2,9 +2,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dynfilt.pruning import apply_group_mask, compact, filter_groups
+from keras_dynfilt.pruning import (
+    apply_group_mask,
+    apply_group_masks,
+    compact,
+    filter_groups,
+)
 from tests.harness import mirrored_strategy
 from tests.pruning.builders import (
+    BUILDERS,
+    dense_block_model,
     depthwise_model,
     max_relative_difference,
     random_inputs,
@@ -114,3 +121,106 @@ def test_mask_under_mirrored_strategy_updates_every_replica():
         for replica in replicas:
             assert not np.asarray(replica)[..., 4].any()
             assert np.asarray(replica)[..., 3].all()
+
+
+def random_keeps(groups, seed=0, fraction=0.4):
+    """A random keep array per group (at least one unit kept)."""
+    rng = np.random.default_rng(seed)
+    keeps = []
+    for group in groups:
+        keep = np.ones(group.size, bool)
+        n = min(group.size - 1, max(1, int(group.size * fraction)))
+        keep[rng.permutation(group.size)[:n]] = False
+        keeps.append(keep)
+    return keeps
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_apply_group_masks_equals_a_call_per_group(name):
+    model = randomize(BUILDERS[name]())
+    twin = BUILDERS[name]()
+    twin.set_weights(model.get_weights())
+    original = model.get_weights()
+    groups, twin_groups = filter_groups(model), filter_groups(twin)
+    keeps = random_keeps(groups)
+    apply_group_masks(dict(zip(groups, keeps)))
+    for group, keep in zip(twin_groups, keeps):
+        apply_group_mask(group, keep)
+    masked = model.get_weights()
+    assert any((a != b).any() for a, b in zip(masked, original))
+    for a, b in zip(masked, twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = random_inputs(model)
+    small = compact(model)
+    assert max_relative_difference(run(model, x), run(small, x)) <= 1e-5
+
+
+def test_apply_group_masks_zeroes_a_bn_shared_by_every_group():
+    model = randomize(dense_block_model())
+    groups = filter_groups(model)
+    # the stem and the four convolutions: bn_out reads all of them
+    assert len(groups) == 5
+    keeps = [np.arange(g.size) != 0 for g in groups]  # the first of each
+    apply_group_masks(dict(zip(groups, keeps)))
+    gamma = value(model.get_layer("bn_out").gamma)
+    removed = [0, 4, 7, 10, 13]  # stem: 4 channels, then 3 per layer
+    assert not gamma[removed].any()
+    assert np.delete(gamma, removed).all()
+    small = compact(model)
+    assert small.get_layer("bn_out").gamma.shape == (16 - 5,)
+
+
+def test_apply_group_masks_keeps_a_group_kept_whole_untouched():
+    model = randomize(dense_block_model())
+    groups = filter_groups(model)
+    kernel = value(model.get_layer("conv3").kernel)
+    masks = {g: np.ones(g.size, bool) for g in groups}
+    masks[groups[0]] = np.arange(groups[0].size) != 1
+    apply_group_masks(masks)
+    np.testing.assert_array_equal(value(model.get_layer("conv3").kernel),
+                                  kernel)
+    assert not value(model.get_layer("stem").kernel)[..., 1].any()
+
+
+@pytest.mark.parametrize(
+    "masks, error, match",
+    [
+        ([np.ones(8, bool)], TypeError, r"`masks` must be a dict .*"
+         r"Received: masks of type list"),
+        ({"a": np.ones(8, bool)}, TypeError, r"`masks` must map "
+         r"FilterGroups .*Received: a key of type str"),
+        ("short", ValueError, r"`masks\['.*'\]` must be a boolean array "
+         r"of shape \(8,\).*Received"),
+        ("ints", TypeError, r"`masks\['.*'\]` must be a boolean array .*"
+         r"Received"),
+        ("none_kept", ValueError, r"removes every unit of group"),
+    ],
+)
+def test_apply_group_masks_invalid_input_raises(masks, error, match):
+    model = residual_model()
+    group = filter_groups(model)[0]
+    kernel = value(model.get_layer("a").kernel)
+    if isinstance(masks, str):
+        masks = {group: {
+            "short": np.ones(3, bool), "ints": np.arange(8),
+            "none_kept": np.zeros(8, bool),
+        }[masks]}
+    with pytest.raises(error, match=match):
+        apply_group_masks(masks)
+    np.testing.assert_array_equal(value(model.get_layer("a").kernel), kernel)
+
+
+@pytest.mark.tensorflow
+def test_apply_group_masks_under_mirrored_strategy_updates_every_replica():
+    strategy = mirrored_strategy()
+    with strategy.scope():
+        model = randomize(dense_block_model())
+    groups = filter_groups(model)
+    apply_group_masks({g: np.arange(g.size) != 1 for g in groups})
+    gamma = model.get_layer("bn_out").gamma
+    replicas = gamma.value.values
+    assert len(replicas) == 2
+    for replica in replicas:
+        replica = np.asarray(replica)
+        assert not replica[[1, 5, 8, 11, 14]].any()
+        assert np.delete(replica, [1, 5, 8, 11, 14]).all()
