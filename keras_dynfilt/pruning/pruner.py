@@ -17,7 +17,7 @@ from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
 from keras_dynfilt.pruning.cost import _MaskPricer, model_cost
 from keras_dynfilt.pruning.graph import filter_groups
-from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.masking import apply_group_masks
 from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 
 #: How close to a MACs / params target the search must land (relative).
@@ -81,7 +81,7 @@ class Pruner:
     and returns `(model, report)`. Every step ranks the units of every
     selected filter group (`keras_dynfilt.pruning.filter_groups`) with
     `criterion`, zeroes the removed ones in the current model
-    (`apply_group_mask`) and builds the physically smaller model from it
+    (`apply_group_masks`) and builds the physically smaller model from it
     (`compact`), which computes the same function as the masked one. The
     model passed in is left masked (its removed units zeroed).
 
@@ -708,8 +708,7 @@ class Pruner:
         )
         counts = self._plan_counts(groups, scores, fraction)
         masks = self._masks(groups, scores, counts)
-        for group, keep in masks.items():
-            apply_group_mask(group, keep)
+        apply_group_masks(masks)
         probe = None
         if not self.exact:
             probe = next(C._batches(self.data, self.batch_size, 1))[0]
