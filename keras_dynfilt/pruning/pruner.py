@@ -55,7 +55,7 @@ def _price(model, masks, input_shape=None):
 
 
 def _layer_costs(cost):
-    """`{layer path: [macs, params]}` of a `ModelCost`, every call of a
+    """`{layer path: (macs, params)}` of a `ModelCost`, every call of a
     shared layer summed (`macs` None where a layer has no formula)."""
     table = {}
     for c in cost.layers:
@@ -92,11 +92,13 @@ class Pruner:
     - `target_macs` / `target_params`: the least pruning whose multiply-adds
       (parameters) are at most the target, found by bisection over one
       ratio for every group (local) or over the global ranking (global),
-      each candidate priced by `model_cost(model, masks=...)` without
-      building it. A fraction in (0, 1] is relative to the original model,
-      a larger number is absolute. The result is within 1% of the target
-      unless the units are too coarse for that (a `UserWarning` says so);
-      the report gives what was reached.
+      each candidate priced without building it (the step walks the
+      model once and re-prices only the layers the groups reach, with
+      `model_cost`'s formulas; the chosen candidate is checked with
+      `model_cost(model, masks=...)`). A fraction in (0, 1] is relative
+      to the original model, a larger number is absolute. The result is
+      within 1% of the target unless the units are too coarse for that
+      (a `UserWarning` says so); the report gives what was reached.
 
     With `scope="global"` the scores of each group are normalised (see
     `criteria.normalize`), so units compete across groups; `max_ratio`
