@@ -146,7 +146,7 @@ def _compacted_params(layer, record, keep_of):
     return total
 
 
-def _walk(model, input_specs, prefix, seen, found, pruned=None):
+def _walk(model, input_specs, prefix, seen, found, pruned=None, calls=None):
     graph = graph_of(model)
     values = {id(x): spec for x, spec in zip(graph.inputs, input_specs)}
     for node in _keras_private.graph_nodes(graph):
@@ -154,7 +154,7 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
         path = prefix + (op.name,)
         if is_graph_model(op):
             ins = [values[id(t)] for t in node.input_tensors]
-            outs = _walk(op, ins, path, seen, found, pruned)
+            outs = _walk(op, ins, path, seen, found, pruned, calls)
         else:
             outs = _recorded_outputs(node, values)
             if outs is None:
@@ -200,8 +200,13 @@ def _walk(model, input_specs, prefix, seen, found, pruned=None):
                 macs = None
             else:
                 macs = 0
-            params = 0 if id(op) in seen else params
+            first = id(op) not in seen
+            params = params if first else 0
             seen.add(id(op))
+            if calls is not None:
+                calls.append(
+                    (op, path_name(path), in_shapes, out_shapes, first)
+                )
             found.append(LayerCost(
                 path_name(path), type(op).__name__,
                 shown[0] if len(shown) == 1 else shown,
@@ -251,6 +256,27 @@ def _check_input_shapes(shapes, inputs, input_shape):
                 "dimensions; the model's weights fix the others (e.g. the "
                 f"channels). Received: input_shape={input_shape!r}"
             )
+
+
+def _input_shapes(graph, input_shape):
+    """One fully defined shape (no batch axis) per input of the graph."""
+    if input_shape is None:
+        shapes = [tuple(x.shape[1:]) for x in graph.inputs]
+    elif input_shape and isinstance(input_shape[0], (tuple, list)):
+        shapes = [tuple(s) for s in input_shape]
+    else:
+        shapes = [tuple(input_shape)]
+    if len(shapes) != len(graph.inputs) or any(
+        d is None for s in shapes for d in s
+    ):
+        raise ValueError(
+            "`input_shape` must give a fully defined shape (without the "
+            f"batch axis) for each of the model's {len(graph.inputs)} "
+            f"input(s). Received: input_shape={input_shape!r}"
+        )
+    if input_shape is not None:
+        _check_input_shapes(shapes, graph.inputs, input_shape)
+    return shapes
 
 
 def _removed_units(model, masks):
@@ -327,22 +353,7 @@ def model_cost(
 
     model = trace(model)
     graph = graph_of(model)
-    if input_shape is None:
-        shapes = [tuple(x.shape[1:]) for x in graph.inputs]
-    elif input_shape and isinstance(input_shape[0], (tuple, list)):
-        shapes = [tuple(s) for s in input_shape]
-    else:
-        shapes = [tuple(input_shape)]
-    if len(shapes) != len(graph.inputs) or any(
-        d is None for s in shapes for d in s
-    ):
-        raise ValueError(
-            "`input_shape` must give a fully defined shape (without the "
-            f"batch axis) for each of the model's {len(graph.inputs)} "
-            f"input(s). Received: input_shape={input_shape!r}"
-        )
-    if input_shape is not None:
-        _check_input_shapes(shapes, graph.inputs, input_shape)
+    shapes = _input_shapes(graph, input_shape)
     if compacted and masks is not None:
         raise ValueError(
             "Pass `compacted=True` (price the zeroed units) or `masks` "
@@ -375,6 +386,114 @@ def model_cost(
             stacklevel=2,
         )
     return cost
+
+
+class _MaskPricer:
+    """`model_cost(model, masks=...)`'s totals for many masks, fast.
+
+    A search over masks (`prune` with a MACs or params target) prices tens
+    of candidates of one model. `model_cost` walks the whole graph for each
+    (and asks Keras for the output shapes of every layer whose channels
+    changed); here the walk runs once: the layers no prunable channel
+    reaches are priced once, and a candidate re-prices only the others,
+    from their recorded shapes with the kept channel counts put in (the
+    same formulas and shapes as `model_cost(masks=...)`, so the same
+    totals; `prune` checks its final candidate with `model_cost`).
+
+    Args:
+        graph: The `ChannelGraph` of the groups the masks remove from.
+        input_shape: As in `model_cost`.
+    """
+
+    def __init__(self, graph, input_shape=None):
+        model = graph.model
+        inputs = graph_of(model).inputs
+        specs = [
+            keras.KerasTensor((1,) + s, dtype=x.dtype)
+            for s, x in zip(_input_shapes(graph_of(model), input_shape), inputs)
+        ]
+        found, calls = [], []
+        _walk(model, specs, (), set(), found, calls=calls)
+        self.graph = graph
+        prunable = np.zeros(len(graph.roots), bool)
+        prunable[graph.prunable_roots] = True
+        self.macs, self.params = 0, 0  # of the layers no mask changes
+        self._layers = []
+        for cost, (op, name, in_shapes, out_shapes, first) in zip(
+            found, calls
+        ):
+            record = graph.records.get(name)
+            roots = None if record is None else (
+                [self._roots(s) for s in record.in_slots],
+                [self._roots(s) for s in record.out_slots],
+            )
+            if roots is None or not any(
+                r is not None and prunable[r].any()
+                for r in roots[0] + roots[1]
+            ):
+                self.macs += cost.macs or 0
+                self.params += cost.params
+                continue
+            params = cost.params
+            axes = None
+            if first and record.rule is not None and _variables(op):
+                axes = self._weight_axes(op, record)
+            self._layers.append((
+                op, get_layer_cost(op), in_shapes, out_shapes, roots,
+                params if first else 0, axes,
+            ))
+
+    def _roots(self, slots):
+        if slots is None:
+            return None
+        return self.graph.roots[np.asarray(slots, np.int64)]
+
+    def _weight_axes(self, layer, record):
+        """`[(shape, [(axis, roots)])]` per weight (`_compacted_params`)."""
+        axes = record.rule.weights(layer, record.in_slots, record.out_slots)
+        return [
+            (
+                list(variable.shape),
+                [(a.axis, self._roots(a.slots)) for a in axes.get(name, ())],
+            )
+            for name, variable in _variables(layer).items()
+        ]
+
+    def removed(self, removed_roots):
+        """The boolean lookup `price` takes, from removed roots."""
+        return self.graph.removed_lookup(removed_roots)
+
+    def price(self, removed):
+        """`(macs, params)` without the roots `removed` (a boolean lookup
+        over the graph's roots) marks."""
+        macs, params = self.macs, self.params
+
+        def kept(roots):
+            return int(len(roots) - np.count_nonzero(removed[roots]))
+
+        def with_channels(shapes, roots):
+            return [
+                shape if r is None else shape[:-1] + (kept(r),)
+                for shape, r in zip(shapes, roots)
+            ]
+
+        for op, fn, in_shapes, out_shapes, roots, full, axes in self._layers:
+            if fn is not None:
+                value = fn(
+                    op,
+                    with_channels(in_shapes, roots[0]),
+                    with_channels(out_shapes, roots[1]),
+                )
+                macs += 0 if value is None else int(value)
+            if axes is None:
+                params += full
+                continue
+            for shape, weight_axes in axes:
+                shape = list(shape)
+                for axis, r in weight_axes:
+                    shape[axis] = kept(r)
+                params += _prod(shape)
+        return macs, params
 
 
 def print_cost(model, input_shape=None, print_fn=print):

@@ -59,7 +59,7 @@ import numbers
 import keras
 import numpy as np
 
-from keras_dynfilt.pruning._gradients import loss_gradients
+from keras_dynfilt.pruning._gradients import gradient_function
 from keras_dynfilt.pruning.graph import _variables
 from keras_dynfilt.pruning.masking import _zero_targets
 
@@ -213,8 +213,9 @@ def mean_gradients(model, data, batch_size=32, batches=4):
         )
     total = None
     count = 0
+    gradients = gradient_function(model)
     for x, y in _batches(data, batch_size, batches):
-        grads = loss_gradients(model, x, y)
+        grads = gradients(x, y)
         if total is not None:
             grads = [a + b for a, b in zip(total, grads)]
         total = grads

@@ -15,9 +15,9 @@ from keras_dynfilt._validation import (
 )
 from keras_dynfilt.pruning import criteria as C
 from keras_dynfilt.pruning.compaction import compact
-from keras_dynfilt.pruning.cost import model_cost
+from keras_dynfilt.pruning.cost import _MaskPricer, model_cost
 from keras_dynfilt.pruning.graph import filter_groups
-from keras_dynfilt.pruning.masking import apply_group_mask
+from keras_dynfilt.pruning.masking import apply_group_masks
 from keras_dynfilt.pruning.pruning_report import GroupChange, PruningReport
 
 #: How close to a MACs / params target the search must land (relative).
@@ -54,6 +54,24 @@ def _price(model, masks, input_shape=None):
     return cost.macs, cost.params
 
 
+def _layer_costs(cost):
+    """`{layer path: (macs, params)}` of a `ModelCost`, every call of a
+    shared layer summed (`macs` None where a layer has no formula)."""
+    table = {}
+    for c in cost.layers:
+        macs, params = table.get(c.name, (0, 0))
+        macs = None if macs is None or c.macs is None else macs + c.macs
+        table[c.name] = (macs, params + c.params)
+    return table
+
+
+def _sum_of(layers, table, index):
+    values = [table[p][index] for p in layers if p in table]
+    if len(values) < len(layers) or any(v is None for v in values):
+        return None
+    return int(sum(values))
+
+
 class Pruner:
     """Prunes a trained model to a ratio or a MACs / params target.
 
@@ -63,7 +81,7 @@ class Pruner:
     and returns `(model, report)`. Every step ranks the units of every
     selected filter group (`keras_dynfilt.pruning.filter_groups`) with
     `criterion`, zeroes the removed ones in the current model
-    (`apply_group_mask`) and builds the physically smaller model from it
+    (`apply_group_masks`) and builds the physically smaller model from it
     (`compact`), which computes the same function as the masked one. The
     model passed in is left masked (its removed units zeroed).
 
@@ -74,11 +92,13 @@ class Pruner:
     - `target_macs` / `target_params`: the least pruning whose multiply-adds
       (parameters) are at most the target, found by bisection over one
       ratio for every group (local) or over the global ranking (global),
-      each candidate priced by `model_cost(model, masks=...)` without
-      building it. A fraction in (0, 1] is relative to the original model,
-      a larger number is absolute. The result is within 1% of the target
-      unless the units are too coarse for that (a `UserWarning` says so);
-      the report gives what was reached.
+      each candidate priced without building it (the step walks the
+      model once and re-prices only the layers the groups reach, with
+      `model_cost`'s formulas; the chosen candidate is checked with
+      `model_cost(model, masks=...)`). A fraction in (0, 1] is relative
+      to the original model, a larger number is absolute. The result is
+      within 1% of the target unless the units are too coarse for that
+      (a `UserWarning` says so); the report gives what was reached.
 
     With `scope="global"` the scores of each group are normalised (see
     `criteria.normalize`), so units compete across groups; `max_ratio`
@@ -270,10 +290,14 @@ class Pruner:
                 + full._unknown_text()
             )
         self.macs_before, self.params_before = full.macs, full.params
+        self._layers_before = _layer_costs(full)
+        self._layers_after = self._layers_before
         groups = self._groups(model)
         self._plan = self._select(groups)
         self._target = self._absolute_target()
         self._step = 0
+        self._pricer = None
+        self._orders = None
         self._history = []
         self._seconds = time.perf_counter() - start
 
@@ -423,27 +447,46 @@ class Pruner:
     # -- one step -------------------------------------------------------------
     def _masks(self, groups, scores, counts):
         """Keep masks of the CURRENT groups for the total counts."""
-        masks = {}
-        for group, s in zip(groups, scores):
-            entry = self._plan[_key(group)]
-            now = max(counts[_key(group)] - entry["pruned"], 0)
-            now = min(now, group.size - 1)
-            masks[group] = C.lowest(s, now)
-        return masks
+        return {
+            group: C.lowest(s, self._now(group, counts))
+            for group, s in zip(groups, scores)
+        }
+
+    def _price(self, groups, scores, counts):
+        """The target's measure (MACs or params) of the model `counts`
+        leave: the step's `_MaskPricer` (the model walked once, each
+        candidate priced from the kept channel counts), or `model_cost(
+        masks=...)` where the pricer disagreed with it."""
+        index = 0 if self._target["kind"] == "macs" else 1
+        if self._pricer is None:
+            return _price(
+                self.model, self._masks(groups, scores, counts),
+                self.input_shape,
+            )[index]
+        removed = [
+            group._roots[order[: self._now(group, counts)]]
+            for group, order in zip(groups, self._orders)
+        ]
+        lookup = self._pricer.removed(
+            np.concatenate(removed) if removed else np.zeros(0, np.int64)
+        )
+        return self._pricer.price(lookup)[index]
+
+    def _now(self, group, counts):
+        """Units of the CURRENT group removed for the total counts."""
+        entry = self._plan[_key(group)]
+        now = max(counts[_key(group)] - entry["pruned"], 0)
+        return min(now, group.size - 1)
 
     def _search(self, family, size, target, groups, scores):
         """Smallest family parameter in [0, size] whose cost <= target."""
-        index = 0 if self._target["kind"] == "macs" else 1
         cache = {}
 
         def cost(i):
             counts = family(i)
             key = tuple(sorted(counts.items()))
             if key not in cache:
-                cache[key] = _price(
-                    self.model, self._masks(groups, scores, counts),
-                    self.input_shape,
-                )[index]
+                cache[key] = self._price(groups, scores, counts)
             return cache[key]
 
         if cost(size) > target:
@@ -572,17 +615,13 @@ class Pruner:
         at a time, the most important removed unit first, brings the cost
         up to the target from below.
         """
-        index = 0 if self._target["kind"] == "macs" else 1
         block = self.round_to or 1
         normalized = dict(zip(
             (_key(g) for g in groups), C.normalize(scores, self.criterion)
         ))
 
         def price(counts):
-            return _price(
-                self.model, self._masks(groups, scores, counts),
-                self.input_shape,
-            )[index]
+            return self._price(groups, scores, counts)
 
         if price(counts) >= target * (1 - TOLERANCE / 2):
             return counts  # close enough: spare the pricing of every group
@@ -601,6 +640,30 @@ class Pruner:
                     break
             else:
                 return counts
+
+    def _plan_counts(self, groups, scores, fraction):
+        """`_plan_step` priced by a `_MaskPricer`, checked once against
+        `model_cost(masks=...)`; on a disagreement (a layer whose cost
+        the pricer cannot follow) the plan is searched again with
+        `model_cost` pricing every candidate."""
+        self._pricer = None
+        if self._target["kind"] == "ratio" or not groups:
+            return self._plan_step(groups, scores, fraction)
+        self._pricer = _MaskPricer(groups[0].graph, self.input_shape)
+        self._orders = [np.argsort(s, kind="stable") for s in scores]
+        counts = self._plan_step(groups, scores, fraction)
+        fast = self._price(groups, scores, counts)
+        self._pricer = None
+        if fast == self._price(groups, scores, counts):
+            return counts
+        warnings.warn(
+            "prune: the fast pricing of masks disagreed with `model_cost`; "
+            "searching again with `model_cost` (slower). Please report "
+            "this model.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return self._plan_step(groups, scores, fraction)
 
     def _finetune(self, model):
         finetune = self.finetune
@@ -645,10 +708,9 @@ class Pruner:
             groups, self.criterion, data=self.data,
             batch_size=self.batch_size, batches=self.batches, seed=self.seed,
         )
-        counts = self._plan_step(groups, scores, fraction)
+        counts = self._plan_counts(groups, scores, fraction)
         masks = self._masks(groups, scores, counts)
-        for group, keep in masks.items():
-            apply_group_mask(group, keep)
+        apply_group_masks(masks)
         probe = None
         if not self.exact:
             probe = next(C._batches(self.data, self.batch_size, 1))[0]
@@ -659,6 +721,7 @@ class Pruner:
             self._plan[_key(group)]["pruned"] += int((~keep).sum())
         self.model = self._compile(small)
         cost = model_cost(self.model, self.input_shape, warn=False)
+        self._layers_after = _layer_costs(cost)
         step_target = None
         if self._target["kind"] != "ratio":
             full = self._target["full"]
@@ -703,6 +766,25 @@ class Pruner:
             self.step()
         return self.model, self.report
 
+    def _group_changes(self):
+        """`GroupChange`s with the MACs / params of each group's producer
+        layers (a layer producing several groups counts in the first)."""
+        changes, counted = [], set()
+        for e in self._plan.values():
+            layers = [p for p in e["layers"] if p not in counted]
+            counted.update(layers)
+            figures = [
+                _sum_of(layers, table, i)
+                for table in (self._layers_before, self._layers_after)
+                for i in (0, 1)
+            ]
+            changes.append(GroupChange(
+                e["name"], e["layers"], e["size"], e["size"] - e["pruned"],
+                macs_before=figures[0], params_before=figures[1],
+                macs_after=figures[2], params_after=figures[3],
+            ))
+        return changes
+
     @property
     def report(self):
         """The `PruningReport` of the steps run so far."""
@@ -723,11 +805,7 @@ class Pruner:
         return PruningReport(
             criterion=name,
             scope=self.scope,
-            groups=[
-                GroupChange(e["name"], e["layers"], e["size"],
-                            e["size"] - e["pruned"])
-                for e in self._plan.values()
-            ],
+            groups=self._group_changes(),
             macs_before=self.macs_before,
             macs_after=last["macs"],
             params_before=self.params_before,

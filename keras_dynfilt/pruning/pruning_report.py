@@ -3,7 +3,12 @@
 import collections
 
 GroupChange = collections.namedtuple(
-    "GroupChange", ["name", "layers", "before", "after"]
+    "GroupChange",
+    [
+        "name", "layers", "before", "after", "macs_before", "macs_after",
+        "params_before", "params_after",
+    ],
+    defaults=(None, None, None, None),
 )
 GroupChange.__doc__ = """One filter group before and after pruning.
 
@@ -12,6 +17,14 @@ Attributes:
     layers: Tuple of its producer layers' paths.
     before: Integer, units in the original model.
     after: Integer, units kept.
+    macs_before, macs_after: Integers, the multiply-adds per sample of the
+        group's producer layers (`layers`) in the original and the pruned
+        model, from `model_cost` of each (a producer's MACs also shrink
+        with the groups feeding its input channels). A layer producing
+        several groups counts in the first only, so the groups' figures
+        add up, with the other layers' (normalisation, heads, ...), to
+        the model's totals. `None` if unknown.
+    params_before, params_after: Integers, their parameters, likewise.
 """
 
 
@@ -21,7 +34,8 @@ class PruningReport:
     Attributes:
         criterion: The criterion's name (or the callable's `__name__`).
         scope: `"local"` or `"global"`.
-        groups: List of `GroupChange(name, layers, before, after)`, one per
+        groups: List of `GroupChange(name, layers, before, after,
+            macs_before, macs_after, params_before, params_after)`, one per
             group of the original model (excluded groups included, with
             `before == after`).
         macs_before, macs_after: Integers, multiply-adds per sample of the
@@ -96,12 +110,20 @@ class PruningReport:
 
     def table(self):
         """Per-group before/after and the totals, as a string."""
-        rows = [("group", "before", "after", "removed")]
+        def count(value):
+            return "?" if value is None else f"{value:,}"
+
+        rows = [(
+            "group", "before", "after", "removed", "MACs before",
+            "MACs after", "params before", "params after",
+        )]
         for g in self.groups:
             rows.append((
-                g.name, str(g.before), str(g.after), str(g.before - g.after)
+                g.name, str(g.before), str(g.after), str(g.before - g.after),
+                count(g.macs_before), count(g.macs_after),
+                count(g.params_before), count(g.params_after),
             ))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [
             "  ".join(
                 c.ljust(w) if j == 0 else c.rjust(w)

@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import pytest
 
 from keras_dynfilt.layers import MFM, ChannelPadding
@@ -118,3 +119,42 @@ def test_compacted_cost_prices_compact_without_building_it(name):
     assert [c.macs for c in predicted.layers] == [
         c.macs for c in actual.layers
     ]
+
+
+def _pricer_models():
+    from tests.pruning import zoo
+
+    models = {name: build for name, build in BUILDERS.items()}
+    models["zoo_residual_blocks"] = zoo.residual_blocks_model
+    models["zoo_inverted_residual"] = zoo.inverted_residual_model
+    models["zoo_attention"] = zoo.attention_model
+    models["mobilenet_v2"] = lambda: keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=5
+    )
+    return models
+
+
+@pytest.mark.parametrize("name", sorted(_pricer_models()))
+def test_mask_pricer_matches_model_cost_with_masks(name):
+    """The pruner's fast pricing gives `model_cost(masks=...)`'s totals."""
+    from keras_dynfilt.pruning import filter_groups
+    from keras_dynfilt.pruning.cost import _MaskPricer
+
+    model = _pricer_models()[name]()
+    groups = filter_groups(model, warn=False)
+    pricer = _MaskPricer(groups[0].graph)
+    rng = np.random.default_rng(3)
+    full = model_cost(model, warn=False)
+    assert pricer.price(pricer.removed([])) == (full.macs, full.params)
+    for _ in range(4):
+        masks, removed = {}, []
+        for group in groups:
+            keep = rng.random(group.size) < rng.uniform(0.2, 0.9)
+            keep[rng.integers(group.size)] = True
+            masks[group] = keep
+            removed.append(group._roots[~keep])
+        expected = model_cost(model, masks=masks, warn=False)
+        got = pricer.price(pricer.removed(np.concatenate(removed)))
+        assert got == (expected.macs, expected.params)
+        if sum(len(r) for r in removed):
+            assert got[1] < full.params

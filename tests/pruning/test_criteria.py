@@ -243,3 +243,44 @@ def test_lowest_removes_the_n_lowest_stably():
     assert keep.tolist() == [True, False, False, True]
     assert criteria.lowest(np.array([1.0, 1.0, 1.0]), 1).tolist() == [
         False, True, True]
+
+
+class _EagerOnly(keras.layers.Layer):
+    """Identity that reads its input as NumPy: runs eagerly only."""
+
+    def call(self, x):
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(x))):
+            raise ValueError("non-finite input")
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_compiled_gradients_match_eager_and_fall_back():
+    from keras_dynfilt.pruning._gradients import (
+        gradient_function,
+        loss_gradients,
+    )
+
+    model = mlp()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 5)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
+    compiled = gradient_function(model)
+    for got, want in zip(compiled(x, y), loss_gradients(model, x, y)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    if keras.backend.backend() != "tensorflow":
+        return  # jax.grad traces too: no layer runs only eagerly there
+    # A layer that only runs eagerly: the eager gradient takes over.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    h = _EagerOnly()(L.Dense(7, name="hidden")(inputs))
+    eager_only = keras.Model(inputs, L.Dense(2, name="out")(h))
+    eager_only.compile("sgd", "mse")
+    expected = loss_gradients(eager_only, x, y)
+    gradients = gradient_function(eager_only)
+    for _ in range(2):
+        for got, want in zip(gradients(x, y), expected):
+            np.testing.assert_array_equal(got, want)

@@ -325,3 +325,105 @@ def test_model_cost_with_masks_prices_the_compacted_model():
         model_cost(model, compacted=True, masks=masks)
     with pytest.raises(TypeError, match="`masks` must be a dict"):
         model_cost(model, masks=[1])
+
+
+def _slow_pricing(monkeypatch):
+    """Every candidate priced by `model_cost(masks=...)` (the pricing
+    before the step's `_MaskPricer`)."""
+    from keras_dynfilt.pruning import pruner as pruner_module
+
+    monkeypatch.setattr(
+        pruner_module.Pruner, "_plan_counts",
+        lambda self, groups, scores, fraction: self._plan_step(
+            groups, scores, fraction),
+    )
+
+
+# Few coarse groups: the 1% fit may be missed (warned), alike both ways.
+@pytest.mark.filterwarnings("ignore:prune reached")
+@pytest.mark.parametrize("scope", ["local", "global"])
+@pytest.mark.parametrize("round_to", [None, 4])
+def test_fast_pricing_plans_what_model_cost_pricing_plans(
+    monkeypatch, scope, round_to
+):
+    kwargs = dict(target_macs=0.45, scope=scope, round_to=round_to)
+    _, fast = prune(skewed(conv_model()), **kwargs)
+    _slow_pricing(monkeypatch)
+    _, slow = prune(skewed(conv_model()), **kwargs)
+    assert widths(fast) == widths(slow)
+    assert (fast.macs_after, fast.params_after) == (
+        slow.macs_after, slow.params_after)
+
+
+def test_fast_pricing_falls_back_when_it_disagrees(monkeypatch):
+    from keras_dynfilt.pruning.cost import _MaskPricer
+
+    _, expected = prune(mlp(), target_params=0.5, scope="global")
+    real = _MaskPricer.price
+    monkeypatch.setattr(
+        _MaskPricer, "price",
+        lambda self, removed: tuple(v + 7 for v in real(self, removed)),
+    )
+    with pytest.warns(UserWarning, match="disagreed with `model_cost`"):
+        _, report = prune(mlp(), target_params=0.5, scope="global")
+    assert widths(report) == widths(expected)
+    assert report.params_after == expected.params_after
+
+
+def test_report_per_group_macs_and_params():
+    model = skewed(conv_model())
+    before = model_cost(model)
+    small, report = prune(model, target_macs=0.5, scope="global")
+    after = model_cost(small)
+    by_layer = {g.layers[0]: g for g in report.groups}
+    ka, kb, kd = (by_layer[n].after for n in ("a", "b", "d"))
+    assert kb < 24 and kd < 12  # the check below covers pruned groups
+    # By hand (8x8 outputs, "same" padding): a 3x3 conv of 3 -> ka, the
+    # coupled b (3x3) and c (1x1) of ka -> kb, d (3x3) of kb -> kd.
+    expected = {
+        "a": (64 * 27 * ka, 28 * ka),
+        "b": (64 * 10 * ka * kb, (9 * ka + 1) * kb + (ka + 1) * kb),
+        "d": (64 * 9 * kb * kd, (9 * kb + 1) * kd),
+    }
+    for name, (macs, params) in expected.items():
+        g = by_layer[name]
+        assert (g.macs_after, g.params_after) == (macs, params), name
+    assert (by_layer["a"].macs_before, by_layer["d"].params_before) == (
+        64 * 27 * 16, (9 * 24 + 1) * 12)
+    # The groups and the other layers add up to model_cost's totals, before
+    # (the original model) and after (the compacted one).
+    producers = {p for g in report.groups for p in g.layers}
+    for cost, macs, params, total in (
+        (before, "macs_before", "params_before", report.macs_before),
+        (after, "macs_after", "params_after", report.macs_after),
+    ):
+        rest = [c for c in cost.layers if c.name not in producers]
+        assert sum(getattr(g, macs) for g in report.groups) + sum(
+            c.macs for c in rest) == total == cost.macs
+        assert sum(getattr(g, params) for g in report.groups) + sum(
+            c.params for c in rest) == cost.params
+    table = report.table()
+    assert "MACs after" in table and f"{by_layer['d'].macs_after:,}" in table
+    assert report.as_dict()["groups"][0]["macs_after"] == (
+        report.groups[0].macs_after)
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_target_search_walks_the_model_a_fixed_number_of_times(
+    monkeypatch, scope
+):
+    """Candidates are priced by the step's pricer: `model_cost` runs for
+    the full model, the final check and the compacted model only, however
+    many candidates the search tries."""
+    from keras_dynfilt.pruning import pruner as pruner_module
+
+    calls = []
+    real = pruner_module.model_cost
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("masks") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pruner_module, "model_cost", counting)
+    prune(mlp(), target_macs=0.5, scope=scope)
+    assert calls == [False, True, False]
