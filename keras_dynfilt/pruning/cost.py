@@ -418,7 +418,7 @@ class _MaskPricer:
         prunable = np.zeros(len(graph.roots), bool)
         prunable[graph.prunable_roots] = True
         self.macs, self.params = 0, 0  # of the layers no mask changes
-        self._layers = []
+        self._entries = []
         for cost, (op, name, in_shapes, out_shapes, first) in zip(
             found, calls
         ):
@@ -438,7 +438,7 @@ class _MaskPricer:
             axes = None
             if first and record.rule is not None and _variables(op):
                 axes = self._weight_axes(op, record)
-            self._layers.append((
+            self._entries.append((
                 op, get_layer_cost(op), in_shapes, out_shapes, roots,
                 params if first else 0, axes,
             ))
@@ -477,7 +477,7 @@ class _MaskPricer:
                 for shape, r in zip(shapes, roots)
             ]
 
-        for op, fn, in_shapes, out_shapes, roots, full, axes in self._layers:
+        for op, fn, in_shapes, out_shapes, roots, full, axes in self._entries:
             if fn is not None:
                 value = fn(
                     op,
