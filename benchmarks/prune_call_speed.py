@@ -49,6 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import side_by_side_common as common  # noqa: E402
+from engine_scale import commit  # noqa: E402  (one git-commit reader)
 
 METHODS = {
     "l2_local": {"criterion": "l2", "scope": "local"},
@@ -68,15 +69,6 @@ def taylor_data(limit):
     return common.taylor_batches(x, y, 0, BATCH, TAYLOR_BATCHES)
 
 
-def commit():
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-            text=True, check=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 # -- Keras ------------------------------------------------------------------
