@@ -19,9 +19,21 @@ interleaved so that every stage sees the same machine load:
 - `compact`: `keras_dynfilt.pruning.compact(model)` of the masked model.
 
 Each stage runs `--repeats` times (a fresh `filter_groups` each repeat, so
-the masking also computes its targets anew) and the table reports the
-median of the per-repeat ratios to that repeat's clone: on a shared machine
-absolute times move with the load, ratios much less.
+the masking also computes its targets anew), and more on a small model,
+until the clones have taken `--min-seconds` in all (at most
+`--max-repeats`): a 0.3 s clone is moved by a fraction of a second of
+load. The table reports the median of the per-repeat ratios to that
+repeat's clone: on a shared machine absolute times move with the load,
+ratios much less.
+
+Each model is measured in a fresh Python process of its own (`--isolate`,
+the default when more than one model is measured; `--no-isolate` measures
+them all in this process). The ratios are still taken within one process
+(the model's); what isolation removes is the drift of a long process: in
+a run of all 40 models in one process (commit b9acd06) InceptionResNetV2's
+`model_cost(masks)` took 0.28-0.55 s after 31 other models, 0.08-0.14 s
+in a fresh process, and which model runs late decided which ratios move.
+Each row records the load average before and after it (`load`).
 
 Peak memory: the resident set size (RSS) high-water mark of the process,
 reset through `/proc/self/clear_refs` right before `clone_model` and before
@@ -60,6 +72,7 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
 import time
 import traceback
 
@@ -105,6 +118,36 @@ def applications():
 def build(name, size):
     fn = getattr(keras.applications, name)
     return fn(weights=None, input_shape=(size, size, 3), classes=10)
+
+
+def _load():
+    """The 1-minute load average, or None where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def isolated(name, args):
+    """`measure(name, ...)` in a fresh Python process: its row."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "row.json")
+        command = [
+            sys.executable, os.path.abspath(__file__), "--no-isolate",
+            "--models", name, "--size", str(args.size),
+            "--rate", str(args.rate), "--repeats", str(args.repeats),
+            "--min-seconds", str(args.min_seconds),
+            "--max-repeats", str(args.max_repeats), "--output", output,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.exists(output):
+            return {"model": name,
+                    "error": f"subprocess exited {done.returncode}",
+                    "traceback": (done.stderr or "")[-2000:]}
+        with open(output) as f:
+            return json.load(f)["models"][0]
 
 
 def _kib(field):
@@ -173,8 +216,8 @@ def mask_all(groups, keeps):
             pruning.apply_group_mask(group, keep)
 
 
-def measure(name, size, rate, repeats):
-    row = {"model": name, "input": size}
+def measure(name, size, rate, repeats, min_seconds=0.0, max_repeats=None):
+    row = {"model": name, "input": size, "load": [_load()]}
     keras.backend.clear_session()
     gc.collect()
     model = build(name, size)
@@ -188,7 +231,10 @@ def measure(name, size, rate, repeats):
     runs = {stage: [] for stage in STAGES + ("rank", "cost_compacted")}
     memory = {"clone": [], "compact": []}
     keeps = None
-    for _ in range(repeats):
+    max_repeats = max(repeats, max_repeats or repeats)
+    while len(runs["clone"]) < repeats or (
+        sum(runs["clone"]) < min_seconds and len(runs["clone"]) < max_repeats
+    ):
         start = _reset_peak()
         seconds, clone = timed(keras.models.clone_model, model)
         memory["clone"].append(_peak_growth(start))
@@ -225,6 +271,8 @@ def measure(name, size, rate, repeats):
         row["macs_compacted"] = int(priced.macs)
         row["params_compacted"] = int(small.count_params())
         del small, groups
+    row["load"].append(_load())
+    row["repeats"] = len(runs["clone"])
     row["seconds"] = {k: v for k, v in runs.items() if v}
     row["ratio"] = {}
     for stage, times in runs.items():
@@ -448,7 +496,16 @@ def main():
                         help="keras.applications names (default: all)")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0.3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="repeats of every stage (at least)")
+    parser.add_argument("--min-seconds", type=float, default=3.0,
+                        help="repeat until the clones took this long in all")
+    parser.add_argument("--max-repeats", type=int, default=9,
+                        help="the most repeats --min-seconds may ask for")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="each model in a fresh process (default: when "
+                        "more than one model is measured)")
     parser.add_argument("--output", default="engine_scale.json")
     parser.add_argument("--plot", default=None, help="PNG path for the plot")
     parser.add_argument("--plot-only", action="store_true",
@@ -502,10 +559,18 @@ def main():
             ]
         done = {r["model"] for r in results["models"]}
         names = [n for n in names if n not in done]
+    isolate = args.isolate
+    if isolate is None:
+        isolate = len(names) > 1
+    results["arguments"]["isolate"] = isolate
     for name in names:
         size = max(args.size, MIN_INPUT.get(name, 0))
         try:
-            row = measure(name, size, args.rate, args.repeats)
+            if isolate:
+                row = isolated(name, args)
+            else:
+                row = measure(name, size, args.rate, args.repeats,
+                              args.min_seconds, args.max_repeats)
         except Exception as e:  # noqa: BLE001 - reported, not swallowed
             row = {"model": name, "input": size,
                    "error": f"{type(e).__name__}: {e}"[:500],
