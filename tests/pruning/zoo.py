@@ -8,7 +8,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dynfilt.pruning import compact, filter_groups, model_cost
+from keras_dynfilt.pruning import (
+    apply_group_masks,
+    compact,
+    filter_groups,
+    model_cost,
+)
 from tests.pruning.builders import (  # noqa: F401 - re-exported
     max_relative_difference,
     randomize,
@@ -177,6 +182,23 @@ def run(model, x, training=False):
     return np.concatenate(
         [keras.ops.convert_to_numpy(o).reshape(-1) for o in outputs]
     )
+
+
+def mask_and_compact(model, x, keeps):
+    """Masks the model (`keeps`: `{group: keep}`), checks that the masks
+    changed its output on `x` and that the compacted model's output equals
+    the masked one. Returns `(small, masked output)`."""
+    before = keras.ops.convert_to_numpy(model(x))
+    apply_group_masks(keeps)
+    masked = keras.ops.convert_to_numpy(model(x))
+    assert np.abs(masked - before).max() > 1e-3  # the masks did something
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = compact(model)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(small(x)), masked, rtol=1e-5, atol=1e-5
+    )
+    return small, masked
 
 
 def check_four(model, tmp_path, seed=3, min_groups=1, tolerance=1e-5):
