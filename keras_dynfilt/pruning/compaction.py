@@ -49,7 +49,7 @@ def _removed_from_masks(graph, masks):
                 )
             roots.append(np.asarray(key._roots, np.int64))
             keeps.append(keep.astype(bool))
-            sources.append(lambda i, key=key: f"unit {key.units[i]}")
+            sources.append(key)
             continue
         if index is None:
             index = _atom_index(graph)
@@ -79,7 +79,7 @@ def _removed_from_masks(graph, masks):
             )
         roots.append(layer_roots)
         keeps.append(keep)
-        sources.append(lambda i, key=key: f"filter {i} of {key!r}")
+        sources.append(key)
     if not roots:
         return np.zeros(0, np.int64)
     all_roots = np.concatenate(roots)
@@ -104,11 +104,18 @@ def _atom_index(graph):
     return atom_roots, np.asarray(graph.prunable_roots, np.int64)
 
 
+def _unit_label(key, i):
+    """How a clash names unit `i` of a mask's key (a group or a layer)."""
+    if isinstance(key, FilterGroup):
+        return f"unit {key.units[i]}"
+    return f"filter {i} of {key!r}"
+
+
 def _raise_clash(root, roots, keeps, sources):
     seen = []
-    for r, k, where in zip(roots, keeps, sources):
+    for r, k, key in zip(roots, keeps, sources):
         for i in np.flatnonzero(r == root):
-            seen.append((bool(k[i]), where(int(i))))
+            seen.append((bool(k[i]), _unit_label(key, int(i))))
     first = seen[0]
     other = next(s for s in seen if s[0] != first[0])
     # Name the later mask first, as the check did when it ran unit by unit.
