@@ -77,10 +77,12 @@ def calibrate(model, x, seed):
 def prune_lowest_l2(groups, rate):
     """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
     groups = list(groups)
+    masks = {}
     for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
         n = criteria.pruned_count(group.size, rate)
         if n > 0:
-            pruning.apply_group_mask(group, criteria.lowest(scores, n))
+            masks[group] = criteria.lowest(scores, n)
+    pruning.apply_group_masks(masks)  # one assignment per weight
 
 
 def relative_difference(a, b):

@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from keras_dynfilt.models import resnet_cifar  # noqa: E402
 from keras_dynfilt.pruning import (  # noqa: E402
-    apply_group_mask,
+    apply_group_masks,
     compact,
     criteria,
     filter_groups,
@@ -101,9 +101,10 @@ def build(name, input_shape):
 def soft_prune(model, rate):
     """Zeroes the `pruned_count(N, rate)` lowest-L2 units of every group."""
     groups = list(filter_groups(model))
-    for group, scores in zip(groups, criteria.score_groups(groups, "l2")):
-        keep = criteria.lowest(scores, criteria.pruned_count(group.size, rate))
-        apply_group_mask(group, keep)
+    apply_group_masks({
+        group: criteria.lowest(scores, criteria.pruned_count(group.size, rate))
+        for group, scores in zip(groups, criteria.score_groups(groups, "l2"))
+    })
 
 
 def missing_packages(runtime):

@@ -46,6 +46,7 @@ def randomize(model, seed):
 
 
 def prune_lowest_l2(groups, rate):
+    masks = {}
     for group in groups:
         n = min(group.size - 1, int(group.size * rate))
         if n <= 0:
@@ -53,7 +54,8 @@ def prune_lowest_l2(groups, rate):
         norms = np.linalg.norm(group.filter_weights(), axis=1)
         keep = np.ones(group.size, bool)
         keep[np.argsort(norms, kind="stable")[:n]] = False
-        pruning.apply_group_mask(group, keep)
+        masks[group] = keep
+    pruning.apply_group_masks(masks)
 
 
 def check(name, size, rate, seed, exact):

@@ -296,7 +296,7 @@ def check(name, build, seed=0, fraction=0.3):
 
 
 def _check(row, build, seed, fraction):
-    from keras_dynfilt.pruning import apply_group_mask
+    from keras_dynfilt.pruning import apply_group_masks
 
     model = build()
     randomize(model, seed)
@@ -314,11 +314,13 @@ def _check(row, build, seed, fraction):
         b.class_name: str(b.reason)[:400] for b in groups.barriers}
     if not groups:
         return row
+    masks = {}
     for group in groups:
         keep = np.ones(group.size, bool)
         n = min(group.size - 1, max(1, int(group.size * fraction)))
         keep[rng.permutation(group.size)[:n]] = False
-        apply_group_mask(group, keep)
+        masks[group] = keep
+    apply_group_masks(masks)
     x = _inputs(model, rng)
     try:
         with warnings.catch_warnings():

@@ -190,6 +190,7 @@ def prune_masks(model, rate, exact):
         model, warn=False, exact=exact
     )
     pruned = {}
+    masks = {}
     for group in groups:
         kind = group_kind(group, model)
         if kind is None or (kind == "residual" and exact):
@@ -200,10 +201,11 @@ def prune_masks(model, rate, exact):
         norms = np.linalg.norm(group.filter_weights(), axis=1)
         keep = np.ones(group.size, bool)
         keep[np.argsort(norms, kind="stable")[:remove]] = False
-        keras_dynfilt.pruning.apply_group_mask(group, keep)
+        masks[group] = keep
         pruned[group.name] = {
             "kind": kind, "units": group.size, "removed": remove,
         }
+    keras_dynfilt.pruning.apply_group_masks(masks)
     return pruned
 
 
