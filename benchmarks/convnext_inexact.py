@@ -52,9 +52,7 @@ def prune_lowest_l2(groups, rate):
         if n <= 0:
             continue
         norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms, kind="stable")[:n]] = False
-        masks[group] = keep
+        masks[group] = pruning.criteria.lowest(norms, n)
     pruning.apply_group_masks(masks)
 
 

@@ -193,11 +193,9 @@ def lowest_l2_keeps(groups, rate):
     keeps = []
     for group in groups:
         n = min(group.size - 1, int(group.size * rate))
-        keep = np.ones(group.size, bool)
-        if n > 0:
-            norms = np.linalg.norm(group.filter_weights(), axis=1)
-            keep[np.argsort(norms, kind="stable")[:n]] = False
-        keeps.append(keep)
+        norms = (np.linalg.norm(group.filter_weights(), axis=1) if n > 0
+                 else np.zeros(group.size))
+        keeps.append(pruning.criteria.lowest(norms, n))
     return keeps
 
 

@@ -199,9 +199,7 @@ def prune_masks(model, rate, exact):
         if remove == 0 or remove >= group.size:
             continue
         norms = np.linalg.norm(group.filter_weights(), axis=1)
-        keep = np.ones(group.size, bool)
-        keep[np.argsort(norms, kind="stable")[:remove]] = False
-        masks[group] = keep
+        masks[group] = keras_dynfilt.pruning.criteria.lowest(norms, remove)
         pruned[group.name] = {
             "kind": kind, "units": group.size, "removed": remove,
         }
